@@ -1,0 +1,158 @@
+"""Name -> class registries, so that an export can name its transforms and models instead of pickling them.
+
+Register a Transform with `@register_transform("name")` and give it `to_config()` (plain JSON data) and,
+when its constructor does not take that config as keyword arguments, a `from_config` classmethod.
+"""
+
+from __future__ import annotations
+
+import functools
+import importlib
+import inspect
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+__all__ = [
+    "NotExportableError",
+    "lookup_function",
+    "lookup_loss",
+    "model_recipe",
+    "register_loss",
+    "lookup_model",
+    "lookup_transform",
+    "register_function",
+    "register_model",
+    "register_transform",
+    "registered_name",
+]
+
+C = TypeVar("C", bound=type)
+F = TypeVar("F", bound=Callable[..., Any])
+
+_TRANSFORMS: dict[str, type] = {}
+_MODELS: dict[str, Callable[..., Any]] = {}
+_FUNCTIONS: dict[str, Callable[..., Any]] = {}
+_LOSSES: dict[str, type] = {}
+
+RECIPE_ATTR = "_lamina_recipe"
+
+
+class NotExportableError(TypeError):
+    """Raised at export time for a model, transform or function that has no registered recipe."""
+
+
+def _register(table: dict[str, Any], kind: str, name: str, obj: Any) -> None:
+    if name in table and table[name] is not obj:
+        old = table[name]
+        # re-importing the same module (e.g. under a test runner) re-creates the class: allow same qualname
+        if getattr(old, "__qualname__", None) != getattr(obj, "__qualname__", None):
+            raise ValueError(f"{kind} name {name!r} is already registered to {old!r}")
+    table[name] = obj
+
+
+def register_transform(name: str) -> Callable[[C], C]:
+    """Class decorator: make a Transform exportable under `name`."""
+
+    def deco(cls: C) -> C:
+        _register(_TRANSFORMS, "transform", name, cls)
+        cls._registered_name = name  # type: ignore[attr-defined]
+        return cls
+
+    return deco
+
+
+def register_model(name: str) -> Callable[[F], F]:
+    """Decorator for a model factory: the models it returns remember `(name, kwargs)`, so an export can
+    name them and `load_learner` rebuilds them by calling the factory again with those (JSON) kwargs.
+
+    >>> @register_model("my_cnn")
+    ... def my_cnn(n_out: int = 10) -> nn.Module: ...
+    """
+
+    def deco(f: F) -> F:
+        sig = inspect.signature(f)
+
+        @functools.wraps(f)
+        def factory(*args: Any, **kwargs: Any) -> Any:
+            bound = sig.bind(*args, **kwargs)
+            bound.apply_defaults()
+            model = f(*args, **kwargs)
+            try:
+                object.__setattr__(model, RECIPE_ATTR, (name, dict(bound.arguments)))
+            except AttributeError:  # a factory returning an object that refuses attributes: no recipe
+                pass
+            return model
+
+        _register(_MODELS, "model", name, f)
+        return factory  # type: ignore[return-value]
+
+    return deco
+
+
+def model_recipe(model: Any) -> tuple[str, dict[str, Any]] | None:
+    """The `(factory name, kwargs)` a registered factory stamped on `model`, if any."""
+    return getattr(model, RECIPE_ATTR, None)
+
+
+def register_loss(name: str) -> Callable[[C], C]:
+    """Class decorator for a loss: exportable under `name` with its `to_config()` keyword arguments."""
+
+    def deco(cls: C) -> C:
+        _register(_LOSSES, "loss", name, cls)
+        cls._registered_name = name  # type: ignore[attr-defined]
+        return cls
+
+    return deco
+
+
+def register_function(name: str) -> Callable[[F], F]:
+    """Decorator for a plain function used in a pipeline (a getter), so an export can name it."""
+
+    def deco(f: F) -> F:
+        _register(_FUNCTIONS, "function", name, f)
+        f._registered_name = name  # type: ignore[attr-defined]
+        return f
+
+    return deco
+
+
+def registered_name(obj: Any) -> str | None:
+    """The name `obj` was registered under: a function's own, or a transform's class's own (not a base's)."""
+    if isinstance(obj, type) or not callable(obj) or hasattr(type(obj), "_encodes_table"):
+        cls = obj if isinstance(obj, type) else type(obj)
+        return cls.__dict__.get("_registered_name")  # type: ignore[no-any-return]
+    return getattr(obj, "_registered_name", None)
+
+
+# lamina's own modules that register names with these prefixes: imported on first lookup, so that
+# loading an export works without the caller importing the application first (a fixed table, never a
+# module named by the file being loaded)
+_PROVIDERS = {"data": "lamina.data", "loss": "lamina.data", "vision": "lamina.vision", "train": "lamina.train"}
+
+
+def _lookup(table: dict[str, Any], kind: str, name: str, how: str) -> Any:
+    if name not in table and name.split(".", 1)[0] in _PROVIDERS:
+        importlib.import_module(_PROVIDERS[name.split(".", 1)[0]])
+    if name not in table:
+        known = ", ".join(sorted(table)) or "(none)"
+        raise KeyError(
+            f"unknown {kind} {name!r} (registered: {known}).\n"
+            f"help: import the module that registers it ({how}) before loading, or check the file's origin"
+        )
+    return table[name]
+
+
+def lookup_transform(name: str) -> type:
+    return _lookup(_TRANSFORMS, "transform", name, "@register_transform")  # type: ignore[no-any-return]
+
+
+def lookup_model(name: str) -> Callable[..., Any]:
+    return _lookup(_MODELS, "model", name, "@register_model")  # type: ignore[no-any-return]
+
+
+def lookup_loss(name: str) -> type:
+    return _lookup(_LOSSES, "loss", name, "@register_loss")  # type: ignore[no-any-return]
+
+
+def lookup_function(name: str) -> Callable[..., Any]:
+    return _lookup(_FUNCTIONS, "function", name, "@register_function")  # type: ignore[no-any-return]

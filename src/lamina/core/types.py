@@ -1,0 +1,173 @@
+"""Semantic types: tensors (and decoded labels) that say what they hold and know how to show themselves.
+
+They live in the data pipeline only: the DataLoader strips them before the batch reaches the model, so
+the training step runs on plain `torch.Tensor`s.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any, TypeVar
+
+import torch
+
+if TYPE_CHECKING:
+    from matplotlib.axes import Axes
+
+__all__ = [
+    "Category",
+    "MultiCategory",
+    "TensorBBox",
+    "TensorBase",
+    "TensorCategory",
+    "TensorImage",
+    "TensorImageBW",
+    "TensorMask",
+    "TensorMultiCategory",
+    "TensorPoint",
+    "TensorText",
+    "new_axes",
+    "retain_type",
+    "strip_type",
+]
+
+T = TypeVar("T")
+
+
+def new_axes(ctx: Axes | None, figsize: tuple[float, float] = (3, 3)) -> Axes:
+    """Return `ctx`, or a fresh matplotlib Axes without ticks when `ctx` is None."""
+    if ctx is not None:
+        return ctx
+    import matplotlib.pyplot as plt
+
+    _, ax = plt.subplots(figsize=figsize)
+    ax.set_axis_off()
+    return ax
+
+
+def _add_title(ax: Axes, title: str | None) -> None:
+    if title:
+        # join an existing title (the image's label) with the new one (a prediction), one per line
+        old = ax.get_title()
+        ax.set_title(f"{old}\n{title}" if old else title, fontsize=10)
+
+
+class TensorBase(torch.Tensor):
+    """Base of lamina's semantic tensor types; `show` draws the value on a matplotlib Axes."""
+
+    def show(self, ctx: Axes | None = None, title: str | None = None) -> Axes:
+        ax = new_axes(ctx)
+        _add_title(ax, title if title is not None else str(self.as_subclass(torch.Tensor).tolist()))
+        return ax
+
+
+class TensorImage(TensorBase):
+    """An image as a (C, H, W) tensor: uint8 in [0, 255] or float in [0, 1]."""
+
+    _cmap: str | None = None
+
+    def show(self, ctx: Axes | None = None, title: str | None = None) -> Axes:
+        ax = new_axes(ctx)
+        img = self.as_subclass(torch.Tensor).detach().cpu()
+        if img.dtype.is_floating_point:
+            img = img.clamp(0, 1)
+        if img.ndim == 3:
+            img = img.permute(1, 2, 0)  # (H, W, C)
+            if img.shape[-1] == 1:
+                img = img[..., 0]
+        cmap = self._cmap if img.ndim == 2 else None
+        ax.imshow(img.numpy(), cmap=cmap or ("gray" if img.ndim == 2 else None))
+        ax.set_axis_off()
+        _add_title(ax, title)
+        return ax
+
+
+class TensorImageBW(TensorImage):
+    """A one-channel (1, H, W) image, shown in grey levels."""
+
+    _cmap = "gray"
+
+
+class TensorMask(TensorBase):
+    """A segmentation mask as an (H, W) tensor of class codes; shown over the image, half transparent."""
+
+    def show(self, ctx: Axes | None = None, title: str | None = None) -> Axes:
+        ax = new_axes(ctx)
+        m = self.as_subclass(torch.Tensor).detach().cpu()
+        ax.imshow(m.numpy(), cmap="tab20", alpha=0.5, vmin=0, vmax=19, interpolation="nearest")
+        ax.set_axis_off()
+        _add_title(ax, title)
+        return ax
+
+
+class TensorCategory(TensorBase):
+    """A class index (a 0-d int64 tensor); decodes to a `Category` label."""
+
+
+class TensorMultiCategory(TensorBase):
+    """Several labels at once, as a one-hot float vector of the vocabulary's length."""
+
+
+class TensorPoint(TensorBase):
+    """Points as an (N, 2) tensor of (x, y): pixel coordinates, or [-1, 1] once scaled for the model."""
+
+    def show(self, ctx: Axes | None = None, title: str | None = None) -> Axes:
+        ax = new_axes(ctx)
+        p = self.as_subclass(torch.Tensor).detach().cpu().reshape(-1, 2)
+        ax.scatter(p[:, 0].numpy(), p[:, 1].numpy(), s=12, c="#e4007c", marker="x")
+        _add_title(ax, title)
+        return ax
+
+
+class TensorBBox(TensorBase):
+    """Boxes as an (N, 4) tensor of (x1, y1, x2, y2)."""
+
+    def show(self, ctx: Axes | None = None, title: str | None = None) -> Axes:
+        from matplotlib import patches
+
+        ax = new_axes(ctx)
+        for x1, y1, x2, y2 in self.as_subclass(torch.Tensor).detach().cpu().reshape(-1, 4).tolist():
+            ax.add_patch(patches.Rectangle((x1, y1), x2 - x1, y2 - y1, fill=False, lw=2, ec="#ffcc00"))
+        _add_title(ax, title)
+        return ax
+
+
+class TensorText(TensorBase):
+    """Token ids of a text as a 1-d int64 tensor."""
+
+
+class Category(str):
+    """A decoded class label; shows itself as a title."""
+
+    def show(self, ctx: Axes | None = None, title: str | None = None) -> Axes:
+        ax = new_axes(ctx)
+        _add_title(ax, str(self) if title is None else f"{self} {title}")
+        return ax
+
+
+class MultiCategory(list[str]):
+    """Decoded labels of a multi-label target; shows itself as a title of the labels joined by ';'."""
+
+    def show(self, ctx: Axes | None = None, title: str | None = None) -> Axes:
+        ax = new_axes(ctx)
+        text = ";".join(self)
+        _add_title(ax, text if title is None else f"{text} {title}")
+        return ax
+
+
+def retain_type(new: Any, old: Any) -> Any:
+    """Give `new` the semantic type of `old` when `new` came back as a plain tensor."""
+    if (
+        isinstance(old, TensorBase)
+        and isinstance(new, torch.Tensor)
+        and type(new) is torch.Tensor
+        and type(old) is not torch.Tensor
+    ):
+        return new.as_subclass(type(old))
+    return new
+
+
+def strip_type(x: T) -> T:
+    """The plain `torch.Tensor` view of a semantic tensor (no copy); other values unchanged."""
+    if isinstance(x, torch.Tensor) and type(x) is not torch.Tensor:
+        return x.as_subclass(torch.Tensor)  # type: ignore[return-value]
+    return x

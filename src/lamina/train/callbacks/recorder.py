@@ -1,0 +1,127 @@
+"""Recorder: losses, learning rates and metrics of a run, accumulated on the device and read once per epoch."""
+
+from __future__ import annotations
+
+import time
+from typing import TYPE_CHECKING, Any
+
+import torch
+
+from lamina.train.callback import Callback
+
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
+
+__all__ = ["Recorder"]
+
+
+class Recorder(Callback):
+    """Keeps per-batch training losses and learning rates, and per-epoch train loss, valid loss and metrics.
+
+    Nothing here calls `.item()` during an epoch: sums stay on the device and are read in `after_epoch`.
+    `log` is the last epoch's row (`metric_names` names its columns); `values` holds every epoch's row.
+    """
+
+    order = 50
+
+    def __init__(self, smooth_beta: float = 0.98) -> None:
+        self.smooth_beta = smooth_beta
+        self.losses: list[float] = []
+        self.lrs: list[float] = []
+        self.values: list[list[float]] = []
+        self.log: list[Any] = []
+        self.last_valid: list[float] = []
+        self._batch_losses: list[torch.Tensor] = []
+
+    @property
+    def metric_names(self) -> list[str]:
+        return ["epoch", "train_loss", "valid_loss", *[m.name for m in self.learn.metrics], "time"]
+
+    def before_fit(self) -> None:
+        self.losses, self.lrs, self.values = [], [], []
+
+    def before_epoch(self) -> None:
+        self._start = time.perf_counter()
+        self._tr_sum: torch.Tensor | float = 0.0
+        self._tr_n = 0
+        self.last_valid = []
+
+    def before_validate(self) -> None:
+        self._va_sum: torch.Tensor | float = 0.0
+        self._va_n = 0
+        for m in self.learn.metrics:
+            m.reset()
+
+    def after_batch(self) -> None:
+        learn = self.learn
+        if not learn.yb:
+            return
+        bs = len(learn.yb[0])
+        loss = learn.loss.detach()
+        if learn.training:
+            self._tr_sum = self._tr_sum + loss * bs
+            self._tr_n += bs
+            self._batch_losses.append(loss)
+            self.lrs.append(float(learn._opt.param_groups[-1]["lr"]))
+        else:
+            self._va_sum = self._va_sum + loss * bs
+            self._va_n += bs
+            for m in learn.metrics:
+                m.accumulate(learn.pred, learn.yb[0] if len(learn.yb) == 1 else torch.stack(learn.yb))
+
+    def after_train(self) -> None:
+        # one sync per epoch: move this epoch's batch losses to the host together
+        if self._batch_losses:
+            self.losses += torch.stack(self._batch_losses).float().cpu().tolist()
+            self._batch_losses = []
+
+    def after_validate(self) -> None:
+        valid_loss = float(self._va_sum / self._va_n) if self._va_n else float("nan")
+        self.last_valid = [valid_loss, *[float(m.value()) for m in self.learn.metrics]] if self._va_n else []
+
+    def after_epoch(self) -> None:
+        train_loss = float(self._tr_sum / self._tr_n) if self._tr_n else float("nan")
+        valid = self.last_valid or [float("nan")] * (1 + len(self.learn.metrics))
+        row = [train_loss, *valid]
+        self.values.append(row)
+        self.log = [self.learn.epoch, *row, time.perf_counter() - self._start]
+
+    # -- pictures ------------------------------------------------------------------------------------------
+    def smoothed_losses(self) -> list[float]:
+        """Exponential moving average of the batch losses, debiased (what the loss plot shows)."""
+        out, avg = [], 0.0
+        for i, v in enumerate(self.losses, 1):
+            avg = self.smooth_beta * avg + (1 - self.smooth_beta) * v
+            out.append(avg / (1 - self.smooth_beta**i))
+        return out
+
+    def plot_loss(self, skip_start: int = 5, with_valid: bool = True) -> Figure:
+        """Training loss per batch (smoothed) and validation loss per epoch."""
+        import matplotlib.pyplot as plt
+
+        fig, ax = plt.subplots(figsize=(6, 4))
+        sm = self.smoothed_losses()
+        ax.plot(range(skip_start, len(sm)), sm[skip_start:], label="train (smoothed)")
+        if with_valid and self.values:
+            n_per = max(1, len(self.losses) // len(self.values))
+            xs = [n_per * (i + 1) for i in range(len(self.values))]
+            ax.plot(xs, [v[1] for v in self.values], marker="o", label="valid")
+        ax.set_xlabel("batch")
+        ax.set_ylabel("loss")
+        ax.set_title("Loss")
+        ax.legend()
+        ax.grid(alpha=0.3)
+        fig.tight_layout()
+        return fig
+
+    def plot_sched(self) -> Figure:
+        """Learning rate per batch."""
+        import matplotlib.pyplot as plt
+
+        fig, ax = plt.subplots(figsize=(6, 3))
+        ax.plot(self.lrs)
+        ax.set_xlabel("batch")
+        ax.set_ylabel("learning rate")
+        ax.set_title("Schedule")
+        fig.tight_layout()
+        return fig

@@ -1,0 +1,465 @@
+"""Learner: joins data, model, loss and optimizer, and runs the training loop through callbacks.
+
+>>> learn = Learner(dls, model, metrics=accuracy)    # loss and output size read from the data
+>>> learn.fit_one_cycle(3, 3e-3)                     # doctest: +SKIP
+>>> label, idx, probs = learn.predict("digit.png")   # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import torch
+from torch import Tensor, nn
+
+from lamina.data import DataLoader, DataLoaders
+from lamina.train.callback import (
+    EVENTS,
+    Callback,
+    CancelBatch,
+    CancelEpoch,
+    CancelFit,
+    CancelStep,
+    CancelTrain,
+    CancelValid,
+)
+from lamina.train.metrics import Metric, as_metric
+from lamina.train.optim import (
+    LrLike,
+    OptFactory,
+    default_splitter,
+    make_optimizer,
+    norm_and_bias_params,
+    spread_lr,
+)
+
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
+
+__all__ = ["Learner"]
+
+_BN = nn.modules.batchnorm._BatchNorm
+Splitter = Callable[[nn.Module], Sequence[Sequence[nn.Parameter]]]
+MetricLike = Metric | Callable[[Tensor, Tensor], Tensor] | Any
+
+
+def _as_list(x: Any) -> list[Any]:
+    if x is None:
+        return []
+    if isinstance(x, list | tuple):
+        return list(x)
+    return [x]
+
+
+class Learner:
+    """Trains `model` on `dls`; every extension of the loop is a callback.
+
+    `loss_func` defaults to the loss the data's target block brings. `splitter` cuts the model into
+    parameter groups (for `freeze` and `lr=slice(lo, hi)`). `wd` is decoupled weight decay; with
+    `wd_bn_bias=False` normalization layers and biases get none.
+    """
+
+    def __init__(
+        self,
+        dls: DataLoaders,
+        model: nn.Module,
+        loss_func: Callable[[Tensor, Tensor], Tensor] | None = None,
+        opt_func: OptFactory = torch.optim.AdamW,
+        lr: float = 1e-3,
+        wd: float = 0.01,
+        wd_bn_bias: bool = False,
+        train_bn: bool = True,
+        metrics: MetricLike | Sequence[MetricLike] = (),
+        cbs: Callback | Sequence[Callback] = (),
+        splitter: Splitter = default_splitter,
+        path: str | Path = ".",
+        model_dir: str | Path = "models",
+        default_cbs: bool = True,
+    ) -> None:
+        self.dls = dls
+        self.model = model.to(dls.device)
+        if loss_func is None:
+            loss_func = dls.loss_func
+            if loss_func is None:
+                raise ValueError(
+                    "Learner: no loss_func given and the data does not bring one.\n"
+                    "help: pass loss_func=..., e.g. torch.nn.CrossEntropyLoss()"
+                )
+        self.loss_func = loss_func
+        self.opt_func, self.lr, self.wd, self.wd_bn_bias, self.train_bn = opt_func, lr, wd, wd_bn_bias, train_bn
+        self.splitter = splitter
+        self.metrics: list[Metric] = [as_metric(m) for m in _as_list(metrics)]
+        self.path, self.model_dir = Path(path), Path(model_dir)
+        self.opt: torch.optim.Optimizer | None = None
+        # loop state, read and written by callbacks
+        self.epoch, self.n_epoch, self.iter, self.n_iter = 0, 1, 0, 0
+        self.train_iter, self.pct_train, self.training = 0, 0.0, False
+        self.dl: DataLoader | Iterable[tuple[Tensor, ...]] = dls.train
+        self.xb: tuple[Tensor, ...] = ()
+        self.yb: tuple[Tensor, ...] = ()
+        self.pred: Any = None
+        self.loss: Tensor = torch.zeros(())
+        self.cbs: list[Callback] = []
+        self._events: dict[str, list[tuple[Callback, Callable[[], None]]]] = {}
+        if default_cbs:
+            from lamina.train.callbacks.progress import ProgressCallback
+            from lamina.train.callbacks.recorder import Recorder
+
+            self.add_cbs([Recorder(), ProgressCallback()])
+        self.add_cbs(_as_list(cbs))
+
+    # -- callbacks ---------------------------------------------------------------------------------------------
+    def add_cb(self, cb: Callback | type[Callback]) -> Learner:
+        """Add a callback (a class is instantiated); it becomes `learn.<cb.name>` too."""
+        if isinstance(cb, type):
+            cb = cb()
+        cb.learn = self
+        self.cbs.append(cb)
+        self.cbs.sort(key=lambda c: c.order)
+        self._index_events()
+        return self
+
+    def add_cbs(self, cbs: Sequence[Callback | type[Callback]]) -> Learner:
+        for cb in cbs:
+            self.add_cb(cb)
+        return self
+
+    def remove_cb(self, cb: Callback | type[Callback]) -> Learner:
+        """Remove a callback, or every callback of a class."""
+        if isinstance(cb, type):
+            self.cbs = [c for c in self.cbs if not isinstance(c, cb)]
+        else:
+            self.cbs = [c for c in self.cbs if c is not cb]
+        self._index_events()
+        return self
+
+    def remove_cbs(self, cbs: Sequence[Callback | type[Callback]]) -> Learner:
+        for cb in cbs:
+            self.remove_cb(cb)
+        return self
+
+    @contextlib.contextmanager
+    def added_cbs(self, cbs: Callback | Sequence[Callback] | None) -> Iterator[None]:
+        """Callbacks for the duration of one call (`fit(..., cbs=...)`)."""
+        extra = _as_list(cbs)
+        self.add_cbs(extra)
+        try:
+            yield
+        finally:
+            self.remove_cbs(extra)
+
+    def get_cb(self, cls: type[Callback]) -> Any:
+        """The first callback of class `cls`, or None."""
+        return next((c for c in self.cbs if isinstance(c, cls)), None)
+
+    @property
+    def recorder(self) -> Any:
+        from lamina.train.callbacks.recorder import Recorder
+
+        return self.get_cb(Recorder)
+
+    def _index_events(self) -> None:
+        # per event, only the callbacks that override it: nothing is called for events a callback ignores
+        self._events = {}
+        for cb in self.cbs:
+            for ev in dir(type(cb)):
+                if (ev in EVENTS or ev.startswith("after_cancel_")) and callable(getattr(type(cb), ev, None)):
+                    self._events.setdefault(ev, []).append((cb, getattr(cb, ev)))
+
+    def __call__(self, event: str) -> None:
+        """Fire `event` on the callbacks that implement it, honouring their run_train/run_valid."""
+        for cb, f in self._events.get(event, ()):
+            if cb.run_train if self.training else cb.run_valid:
+                f()
+
+    def _with_events(self, f: Callable[[], None], name: str, cancel: type[Exception]) -> None:
+        try:
+            self(f"before_{name}")
+            f()
+        except cancel:
+            self(f"after_cancel_{name}")
+        self(f"after_{name}")
+
+    # -- optimizer and parameter groups --------------------------------------------------------------------------
+    def param_groups(self) -> list[list[nn.Parameter]]:
+        return [list(g) for g in self.splitter(self.model)]
+
+    def create_opt(self) -> None:
+        """A fresh optimizer over the splitter's groups, all at `self.lr`."""
+        groups = self.param_groups()
+        no_decay = set() if self.wd_bn_bias else norm_and_bias_params(self.model)
+        self.opt = make_optimizer(self.opt_func, groups, no_decay, [self.lr] * len(groups), self.wd)
+
+    @property
+    def n_groups(self) -> int:
+        return 1 + max(int(g["lamina_group"]) for g in self._opt.param_groups)
+
+    @property
+    def _opt(self) -> torch.optim.Optimizer:
+        if self.opt is None:
+            self.create_opt()
+        assert self.opt is not None
+        return self.opt
+
+    def set_hyper(self, name: str, values: Sequence[Any]) -> None:
+        """Set a hyper-parameter (lr, betas, momentum, weight_decay) per model group."""
+        for g in self._opt.param_groups:
+            v = values[int(g["lamina_group"])]
+            if name == "weight_decay" and not g["lamina_wd"]:
+                continue
+            if name == "mom":
+                if "betas" in g:
+                    g["betas"] = (v, g["betas"][1])
+                elif "momentum" in g:
+                    g["momentum"] = v
+                continue
+            g[name] = v
+
+    def set_lr(self, lr: LrLike) -> None:
+        self.set_hyper("lr", spread_lr(lr, self.n_groups))
+
+    def freeze_to(self, n: int) -> None:
+        """Train only the groups from `n` on (negative counts from the end); norm layers stay trainable
+        when `train_bn` (they adapt the frozen body to the new data at almost no cost)."""
+        groups = self.param_groups()
+        n = n % len(groups) if n < 0 else min(n, len(groups))
+        bn_ids = (
+            {id(p) for m in self.model.modules() if isinstance(m, _BN) for p in m.parameters(recurse=False)}
+            if self.train_bn
+            else set()
+        )
+        for i, g in enumerate(groups):
+            for p in g:
+                p.requires_grad_(i >= n or id(p) in bn_ids)
+        self.create_opt()
+
+    def freeze(self) -> None:
+        """Train only the last group (the head)."""
+        self.freeze_to(-1)
+
+    def unfreeze(self) -> None:
+        self.freeze_to(0)
+
+    # -- the loop ----------------------------------------------------------------------------------------------
+    def fit(
+        self,
+        n_epoch: int,
+        lr: LrLike | None = None,
+        wd: float | None = None,
+        cbs: Callback | Sequence[Callback] | None = None,
+        reset_opt: bool = False,
+        start_epoch: int = 0,
+    ) -> None:
+        """Train for `n_epoch` epochs at a constant learning rate (schedules are callbacks)."""
+        if n_epoch < 1:
+            raise ValueError(f"fit: n_epoch must be >= 1, got {n_epoch}")
+        with self.added_cbs(cbs):
+            if reset_opt or self.opt is None:
+                self.create_opt()
+            if lr is not None:
+                self.set_lr(lr)
+            if wd is not None:
+                self.wd = wd
+                self.set_hyper("weight_decay", [wd] * self.n_groups)
+            self.n_epoch, self.start_epoch = n_epoch, start_epoch
+            self.n_iter = len(self.dls.train)
+            self.train_iter = start_epoch * self.n_iter
+            self._with_events(self._do_fit, "fit", CancelFit)
+
+    def _do_fit(self) -> None:
+        for epoch in range(self.start_epoch, self.n_epoch):
+            self.epoch = epoch
+            self._with_events(self._do_epoch, "epoch", CancelEpoch)
+
+    def _do_epoch(self) -> None:
+        self.dl = self.dls.train
+        self._with_events(self._do_train, "train", CancelTrain)
+        self.dl = self.dls.valid
+        self._with_events(self._do_validate, "validate", CancelValid)
+
+    def _do_train(self) -> None:
+        self.training = True
+        self.model.train()
+        total = self.n_epoch * max(1, self.n_iter)
+        for i, b in enumerate(self.dl):
+            self.iter = i
+            self.pct_train = self.train_iter / total
+            self._one_batch(b)
+            self.train_iter += 1
+
+    def _do_validate(self) -> None:
+        self.training = False
+        self.model.eval()
+        with torch.no_grad():
+            for i, b in enumerate(self.dl):
+                self.iter = i
+                self._one_batch(b)
+
+    def _one_batch(self, b: tuple[Tensor, ...]) -> None:
+        n = self.dls.n_inp
+        self.xb, self.yb = tuple(b[:n]), tuple(b[n:])
+        self._with_events(self._do_one_batch, "batch", CancelBatch)
+
+    def _do_one_batch(self) -> None:
+        self.pred = self.model(*self.xb)
+        self("after_pred")
+        if not self.yb:
+            return
+        self.loss = self.loss_func(self.pred, *self.yb)
+        self("after_loss")
+        if not self.training:
+            return
+        self("before_backward")
+        self.loss.backward()
+        self("after_backward")
+        self._with_events(self._do_step, "step", CancelStep)
+
+    def _do_step(self) -> None:
+        opt = self._opt
+        opt.step()
+        opt.zero_grad(set_to_none=True)
+
+    # -- schedules ---------------------------------------------------------------------------------------------
+    def fit_one_cycle(
+        self,
+        n_epoch: int,
+        lr_max: LrLike | None = None,
+        div: float = 25.0,
+        div_final: float = 1e5,
+        pct_start: float = 0.25,
+        wd: float | None = None,
+        moms: tuple[float, float, float] | None = (0.95, 0.85, 0.95),
+        cbs: Callback | Sequence[Callback] | None = None,
+        reset_opt: bool = False,
+    ) -> None:
+        """1cycle: learning rate warms up from lr_max/div to lr_max, then anneals to lr_max/div_final
+        (cosine), with momentum moving the other way."""
+        from lamina.train.callbacks.schedule import one_cycle_scheduler
+
+        if self.opt is None or reset_opt:
+            self.create_opt()
+        lrs = spread_lr(self.lr if lr_max is None else lr_max, self.n_groups)
+        sched = one_cycle_scheduler(lrs, div=div, div_final=div_final, pct_start=pct_start, moms=moms)
+        self.fit(n_epoch, wd=wd, cbs=[sched, *_as_list(cbs)])
+
+    def fit_flat_cos(
+        self,
+        n_epoch: int,
+        lr: LrLike | None = None,
+        div_final: float = 1e5,
+        pct_start: float = 0.75,
+        wd: float | None = None,
+        cbs: Callback | Sequence[Callback] | None = None,
+    ) -> None:
+        """Flat learning rate for `pct_start` of training, then cosine annealing to lr/div_final."""
+        from lamina.train.callbacks.schedule import flat_cos_scheduler
+
+        if self.opt is None:
+            self.create_opt()
+        lrs = spread_lr(self.lr if lr is None else lr, self.n_groups)
+        self.fit(n_epoch, wd=wd, cbs=[flat_cos_scheduler(lrs, div_final=div_final, pct_start=pct_start), *_as_list(cbs)])
+
+    def fine_tune(
+        self,
+        epochs: int,
+        base_lr: float = 2e-3,
+        freeze_epochs: int = 1,
+        lr_mult: float = 100,
+        pct_start: float = 0.3,
+        div: float = 5.0,
+        wd: float | None = None,
+    ) -> None:
+        """Transfer learning: train the head with the body frozen, then everything with discriminative rates."""
+        self.freeze()
+        self.fit_one_cycle(freeze_epochs, slice(base_lr), pct_start=0.99, wd=wd)
+        base_lr /= 2
+        self.unfreeze()
+        self.fit_one_cycle(epochs, slice(base_lr / lr_mult, base_lr), pct_start=pct_start, div=div, wd=wd)
+
+    # -- evaluation and prediction ----------------------------------------------------------------------------
+    def validate(self, dl: DataLoader | Iterable[tuple[Tensor, ...]] | None = None) -> list[float]:
+        """[valid loss, *metrics] on `dl` (the validation set by default)."""
+        self.dl = dl or self.dls.valid
+        self._with_events(self._do_validate, "validate", CancelValid)
+        return list(self.recorder.last_valid) if self.recorder is not None else []
+
+    def get_preds(
+        self,
+        dl: DataLoader | Iterable[tuple[Tensor, ...]] | None = None,
+        with_input: bool = False,
+        with_decoded: bool = False,
+        with_loss: bool = False,
+        act: Callable[[Tensor], Tensor] | None = None,
+    ) -> tuple[Any, ...]:
+        """Predictions (after the loss's activation) and targets for every item of `dl`, in order.
+
+        Returns (preds, targs) and, on request, decoded predictions, per-item losses and inputs (in that
+        order: inputs first): `(inputs?, preds, targs, decoded?, losses?)`.
+        """
+        from lamina.train.callbacks.gather import GatherPreds
+
+        gather = GatherPreds(with_input=with_input, with_loss=with_loss)
+        self.dl = dl or self.dls.valid
+        with self.added_cbs([gather]):
+            self._with_events(self._do_validate, "validate", CancelValid)
+        preds = gather.preds()
+        activation = act or getattr(self.loss_func, "activation", None)
+        if activation is not None:
+            preds = activation(preds)
+        out: list[Any] = [preds, gather.targets()]
+        if with_decoded:
+            decodes = getattr(self.loss_func, "decodes", None)
+            out.append(decodes(preds) if decodes is not None else preds)
+        if with_loss:
+            out.append(gather.losses())
+        if with_input:
+            out.insert(0, gather.inputs())
+        return tuple(out)
+
+    def predict(self, item: Any) -> tuple[Any, Tensor, Tensor]:
+        """(decoded prediction, raw decoded tensor, probabilities) for one raw item (e.g. an image path)."""
+        dl = self.dls.test_dl([item], bs=1, skip_getters=True)
+        inp, preds, _, dec = self.get_preds(dl=dl, with_input=True, with_decoded=True)
+        n = self.dls.n_inp
+        decoded = self.dls.valid.decode_batch((*inp[:n], dec), max_n=1)[0]
+        target = decoded[n] if len(decoded) > n else decoded[-1]
+        return target, dec[0], preds[0]
+
+    def show_results(self, max_n: int = 9, dl: DataLoader | None = None, figsize: tuple[float, float] | None = None) -> Figure:
+        """A grid of validation items: each input with its target and (below) the prediction."""
+        from lamina.data.loader import show_items
+
+        dl = dl or self.dls.valid
+        b = tuple(e[:max_n] for e in dl.one_batch())
+        n = self.dls.n_inp
+        inp, _, targs, dec = self.get_preds(dl=[b], with_input=True, with_decoded=True)
+        actual = dl.decode_batch((*inp[:n], targs), max_n=max_n)
+        predicted = dl.decode_batch((*inp[:n], dec), max_n=max_n)
+        titles = [f"pred: {p[n] if len(p) > n else p[-1]}" for p in predicted]
+        return show_items(actual, titles=titles, figsize=figsize)
+
+    # -- persistence -------------------------------------------------------------------------------------------
+    def save(self, name: str | Path, with_opt: bool = True) -> Path:
+        """Checkpoint the weights (and optimizer state) to `path/model_dir/name.safetensors`, atomically."""
+        from lamina.train.checkpoint import save_checkpoint
+
+        return save_checkpoint(self, name, with_opt=with_opt)
+
+    def load(self, name: str | Path, with_opt: bool = True, strict: bool = True) -> Learner:
+        """Load a checkpoint written by `save`."""
+        from lamina.train.checkpoint import load_checkpoint
+
+        load_checkpoint(self, name, with_opt=with_opt, strict=strict)
+        return self
+
+    def export(self, path: str | Path = "export.lamina") -> Path:
+        """Write a portable, pickle-free file (safetensors weights + a JSON recipe) for `load_learner`."""
+        from lamina.train.export import export_learner
+
+        return export_learner(self, path)
+
+    def __repr__(self) -> str:
+        return f"Learner(model={type(self.model).__name__}, cbs={self.cbs})"
