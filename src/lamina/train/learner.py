@@ -379,6 +379,40 @@ class Learner:
         self.unfreeze()
         self.fit_one_cycle(epochs, slice(base_lr / lr_mult, base_lr), pct_start=pct_start, div=div, wd=wd)
 
+    # -- conveniences over callbacks ---------------------------------------------------------------------------
+    def to_bf16(self) -> Learner:
+        """Train in bfloat16 autocast (no loss scaling needed)."""
+        from lamina.train.callbacks.precision import MixedPrecision
+
+        self.remove_cb(MixedPrecision)
+        return self.add_cb(MixedPrecision(dtype="bf16"))
+
+    def to_fp16(self) -> Learner:
+        """Train in float16 autocast with dynamic loss scaling."""
+        from lamina.train.callbacks.precision import MixedPrecision
+
+        self.remove_cb(MixedPrecision)
+        return self.add_cb(MixedPrecision(dtype="fp16"))
+
+    def to_fp32(self) -> Learner:
+        """Back to full precision."""
+        from lamina.train.callbacks.precision import MixedPrecision
+
+        return self.remove_cb(MixedPrecision)
+
+    def lr_find(
+        self,
+        start_lr: float = 1e-7,
+        end_lr: float = 10.0,
+        num_it: int = 100,
+        stop_div: bool = True,
+    ) -> Any:
+        """Train briefly with an exponentially growing learning rate, restore the weights, and return
+        suggested learning rates (valley, steepest, minimum); `learn.recorder.plot_lr_find()` shows the curve."""
+        from lamina.train.callbacks.lr_find import lr_find
+
+        return lr_find(self, start_lr=start_lr, end_lr=end_lr, num_it=num_it, stop_div=stop_div)
+
     # -- evaluation and prediction ----------------------------------------------------------------------------
     def validate(self, dl: DataLoader | Iterable[tuple[Tensor, ...]] | None = None) -> list[float]:
         """[valid loss, *metrics] on `dl` (the validation set by default)."""
