@@ -1,0 +1,228 @@
+"""Images in the data pipeline: decoding files to uint8 tensors, ImageBlock and MaskBlock, IntToFloatTensor.
+
+Files are decoded with torchvision's decoders (libjpeg/libpng) straight to (C, H, W) uint8 tensors, and
+with Pillow for what they don't read (CMYK, 16-bit, palette, BMP, TIFF); either way the result has the
+channels the block asks for.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from lamina.core import (
+    TensorImage,
+    TensorImageBW,
+    TensorMask,
+    Transform,
+    register_transform,
+)
+from lamina.data.blocks import TransformBlock
+from lamina.data.losses import CrossEntropyLossFlat
+
+__all__ = [
+    "DecodeImage",
+    "DecodeMask",
+    "ImageBlock",
+    "IntToFloatTensor",
+    "MaskBlock",
+    "PILImage",
+    "PILImageBW",
+    "load_image",
+]
+
+# fastai users know these names: here they select the decoded type (RGB or one channel)
+PILImage = TensorImage
+PILImageBW = TensorImageBW
+
+_MODES = {"RGB": 3, "L": 1}
+
+
+def _from_pil(img: Any, mode: str) -> torch.Tensor:
+    from PIL import Image
+
+    if img.mode in ("I;16", "I;16B", "I;16L", "I"):
+        # 16/32-bit grey: scale to 8 bits rather than clip
+        arr = np.asarray(img, dtype=np.float64)
+        top = 65535.0 if img.mode.startswith("I;16") else max(float(arr.max()), 1.0)
+        img = Image.fromarray(np.clip(arr / top * 255.0 + 0.5, 0, 255).astype(np.uint8), mode="L")
+    if img.mode in ("RGBA", "LA", "PA") or (img.mode == "P" and "transparency" in img.info):
+        # composite transparency on white, as viewers show it
+        rgba = img.convert("RGBA")
+        bg = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
+        img = Image.alpha_composite(bg, rgba)
+    arr = np.asarray(img.convert(mode), dtype=np.uint8)
+    t = torch.from_numpy(arr.copy())
+    return t.unsqueeze(0) if t.ndim == 2 else t.permute(2, 0, 1).contiguous()
+
+
+def load_image(source: str | os.PathLike[str] | bytes | Any, mode: str = "RGB") -> torch.Tensor:
+    """Decode an image file (path or bytes), a PIL image, an array or a tensor to a (C, H, W) uint8 tensor.
+
+    `mode` is "RGB" (3 channels) or "L" (1 channel). A file that cannot be decoded raises an error naming it.
+    """
+    if mode not in _MODES:
+        raise ValueError(f"load_image: mode must be 'RGB' or 'L', got {mode!r}")
+    if isinstance(source, torch.Tensor):
+        return _channels(source.as_subclass(torch.Tensor), mode)
+    if isinstance(source, np.ndarray):
+        t = torch.from_numpy(np.ascontiguousarray(source))
+        return _channels(t.permute(2, 0, 1) if t.ndim == 3 and t.shape[-1] in (1, 3, 4) else t, mode)
+    if hasattr(source, "convert") and hasattr(source, "mode"):  # a PIL image
+        return _from_pil(source, mode)
+    if isinstance(source, bytes):
+        data, name = source, "<bytes>"
+    else:
+        path = Path(source)
+        name = str(path)
+        try:
+            data = path.read_bytes()
+        except FileNotFoundError:
+            raise FileNotFoundError(
+                f"load_image: file {name!r} does not exist.\nhelp: check the path"
+            ) from None
+    return _decode_bytes(data, mode, name)
+
+
+def _decode_bytes(data: bytes, mode: str, name: str) -> torch.Tensor:
+    from torchvision.io import ImageReadMode, decode_image
+
+    # fast path: JPEG and 8-bit PNG through torchvision; anything unusual through Pillow
+    if data[:3] == b"\xff\xd8\xff" or (data[:8] == b"\x89PNG\r\n\x1a\n" and data[24:25] == b"\x08"):
+        try:
+            buf = torch.frombuffer(bytearray(data), dtype=torch.uint8)
+            rm = ImageReadMode.RGB if mode == "RGB" else ImageReadMode.GRAY
+            t = decode_image(buf, mode=rm)
+            if t.dtype == torch.uint8:
+                return t
+        except Exception:
+            pass  # CMYK JPEGs, odd PNGs: Pillow below
+    import io
+
+    from PIL import Image, UnidentifiedImageError
+
+    try:
+        with Image.open(io.BytesIO(data)) as img:
+            img.load()
+            return _from_pil(img, mode)
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as e:
+        raise OSError(
+            f"cannot decode image {name!r} ({len(data)} bytes): {e}.\n"
+            "help: the file is corrupt, truncated or not an image; remove it, or pass skip_bad_files=True"
+        ) from e
+
+
+def _channels(t: torch.Tensor, mode: str) -> torch.Tensor:
+    """(H, W) or (C, H, W) -> the channels `mode` asks for, uint8."""
+    if t.ndim == 2:
+        t = t.unsqueeze(0)
+    if t.dtype != torch.uint8:
+        t = (
+            (t.float().clamp(0, 1) * 255).round().to(torch.uint8)
+            if t.is_floating_point()
+            else t.to(torch.uint8)
+        )
+    c = t.shape[0]
+    if c == 4:
+        t = t[:3]
+        c = 3
+    if mode == "RGB" and c == 1:
+        return t.expand(3, -1, -1).contiguous()
+    if mode == "L" and c == 3:
+        w = torch.tensor([0.299, 0.587, 0.114]).view(3, 1, 1)
+        return (t.float() * w).sum(0, keepdim=True).round().clamp(0, 255).to(torch.uint8)
+    return t
+
+
+@register_transform("vision.DecodeImage")
+class DecodeImage(Transform):
+    """A path (or bytes, PIL image, array) -> `TensorImage` (C, H, W) uint8; `mode="L"` -> `TensorImageBW`."""
+
+    def __init__(self, mode: str = "RGB") -> None:
+        super().__init__()
+        if mode not in _MODES:
+            raise ValueError(f"DecodeImage: mode must be 'RGB' or 'L', got {mode!r}")
+        self.mode = mode
+
+    @property
+    def name(self) -> str:
+        return "decode_image"
+
+    def encodes(self, o: object) -> TensorImage:
+        t = load_image(o, self.mode)  # type: ignore[arg-type]
+        return t.as_subclass(TensorImageBW if self.mode == "L" else TensorImage)
+
+    def to_config(self) -> dict[str, Any]:
+        return {"mode": self.mode}
+
+
+@register_transform("vision.DecodeMask")
+class DecodeMask(Transform):
+    """A mask file (one class code per pixel) -> `TensorMask` (H, W) int64; `codes` names the classes."""
+
+    def __init__(self, codes: Sequence[str] | None = None) -> None:
+        super().__init__()
+        self.codes = list(codes) if codes is not None else None
+
+    @property
+    def vocab(self) -> list[str] | None:
+        return self.codes
+
+    @property
+    def c(self) -> int:
+        return len(self.codes) if self.codes else 2
+
+    def encodes(self, o: object) -> TensorMask:
+        if isinstance(o, torch.Tensor):
+            m = o.as_subclass(torch.Tensor)
+        else:
+            from PIL import Image
+
+            src = o if hasattr(o, "convert") else Image.open(o)  # type: ignore[arg-type]
+            # palette masks keep their indices; others are read as grey levels (the code of each pixel)
+            arr = np.asarray(src if src.mode in ("P", "L", "I") else src.convert("L"))
+            m = torch.from_numpy(arr.astype(np.int64))
+        return m.long().squeeze().as_subclass(TensorMask)
+
+    def to_config(self) -> dict[str, Any]:
+        return {"codes": self.codes}
+
+
+@register_transform("vision.IntToFloatTensor")
+class IntToFloatTensor(Transform):
+    """uint8 images -> float in [0, 1] on the device (masks stay integer); decodes back to uint8."""
+
+    order = 10
+
+    def __init__(self, div: float = 255.0) -> None:
+        super().__init__()
+        self.div = div
+
+    def encodes(self, x: TensorImage) -> TensorImage:
+        return x.float().div_(self.div) if not x.is_floating_point() else x  # type: ignore[return-value]
+
+    def decodes(self, x: TensorImage) -> TensorImage:
+        if not x.is_floating_point():
+            return x
+        return (x * self.div).round().clamp(0, 255).to(torch.uint8)  # type: ignore[return-value]
+
+    def to_config(self) -> dict[str, Any]:
+        return {"div": self.div}
+
+
+def ImageBlock(cls: type[TensorImage] = TensorImage) -> TransformBlock:
+    """Images decoded to `cls`: `TensorImage` (RGB, the default) or `TensorImageBW` (one channel)."""
+    mode = "L" if issubclass(cls, TensorImageBW) else "RGB"
+    return TransformBlock(type_tfms=[DecodeImage(mode)], batch_tfms=[IntToFloatTensor()])
+
+
+def MaskBlock(codes: Sequence[str] | None = None) -> TransformBlock:
+    """A segmentation target: a mask file of class codes; per-pixel cross entropy."""
+    return TransformBlock(
+        type_tfms=[DecodeMask(codes)], batch_tfms=[IntToFloatTensor()], loss=CrossEntropyLossFlat
+    )

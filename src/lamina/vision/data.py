@@ -1,0 +1,279 @@
+"""ImageDataLoaders: one-line DataLoaders for the common layouts of image datasets."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from lamina.core import TensorImage, Transform
+from lamina.data import (
+    CategoryBlock,
+    ColReader,
+    ColSplitter,
+    DataBlock,
+    DataLoaders,
+    GrandparentSplitter,
+    MultiCategoryBlock,
+    RandomSplitter,
+    RegexLabeller,
+    get_image_files,
+    parent_label,
+)
+from lamina.data.sources import Splits
+from lamina.vision.core import ImageBlock
+
+__all__ = ["ImageDataLoaders"]
+
+PathLike = str | os.PathLike[str]
+
+
+def _splitter(valid_pct: float | None, seed: int | None, train: str, valid: str) -> Callable[[Any], Splits]:
+    return (
+        RandomSplitter(valid_pct, seed=seed) if valid_pct is not None else GrandparentSplitter(train, valid)
+    )
+
+
+class ImageDataLoaders:
+    """Factories for image classification DataLoaders; each is a thin DataBlock you can write yourself."""
+
+    @staticmethod
+    def from_folder(
+        path: PathLike,
+        train: str = "train",
+        valid: str = "valid",
+        valid_pct: float | None = None,
+        seed: int | None = None,
+        vocab: Sequence[Any] | None = None,
+        item_tfms: Sequence[Transform] | None = None,
+        batch_tfms: Sequence[Transform] | None = None,
+        bs: int = 64,
+        num_workers: int | None = None,
+        device: torch.device | str | None = None,
+        img_cls: type[TensorImage] = TensorImage,
+    ) -> DataLoaders:
+        """Images in class folders: `path/<train>/<label>/x.jpg` and `path/<valid>/<label>/y.jpg`, or
+        `path/<label>/x.jpg` with `valid_pct` of them held out at random."""
+        root = Path(path)
+        folders = None if valid_pct is not None else [train, valid]
+        if folders is not None and not all((root / f).is_dir() for f in folders):
+            present = sorted(p.name for p in root.iterdir() if p.is_dir())[:10] if root.is_dir() else []
+            raise FileNotFoundError(
+                f"ImageDataLoaders.from_folder: expected sub-folders {folders!r} in {str(root)!r}; found {present}.\n"
+                "help: for a folder of class sub-folders without a train/valid split, pass valid_pct=0.2"
+            )
+
+        def get_items(p: Any) -> list[Path]:
+            return get_image_files(p, folders=folders)
+
+        dblock = DataBlock(
+            blocks=(ImageBlock(img_cls), CategoryBlock(vocab=vocab)),
+            get_items=get_items,
+            get_y=parent_label,
+            splitter=_splitter(valid_pct, seed, train, valid),
+            item_tfms=item_tfms,
+            batch_tfms=batch_tfms,
+        )
+        return dblock.dataloaders(root, bs=bs, num_workers=num_workers, device=device, seed=seed)
+
+    @staticmethod
+    def from_path_func(
+        path: PathLike,
+        fnames: Sequence[PathLike],
+        label_func: Callable[[Any], Any],
+        valid_pct: float = 0.2,
+        seed: int | None = None,
+        item_tfms: Sequence[Transform] | None = None,
+        batch_tfms: Sequence[Transform] | None = None,
+        bs: int = 64,
+        num_workers: int | None = None,
+        device: torch.device | str | None = None,
+        img_cls: type[TensorImage] = TensorImage,
+    ) -> DataLoaders:
+        """Images listed in `fnames`, labelled by `label_func(path)`."""
+        dblock = DataBlock(
+            blocks=(ImageBlock(img_cls), CategoryBlock()),
+            get_y=label_func,
+            splitter=RandomSplitter(valid_pct, seed=seed),
+            item_tfms=item_tfms,
+            batch_tfms=batch_tfms,
+        )
+        return dblock.dataloaders(
+            [Path(f) for f in fnames], bs=bs, num_workers=num_workers, device=device, seed=seed
+        )
+
+    @staticmethod
+    def from_name_re(
+        path: PathLike,
+        fnames: Sequence[PathLike],
+        pat: str,
+        valid_pct: float = 0.2,
+        seed: int | None = None,
+        item_tfms: Sequence[Transform] | None = None,
+        batch_tfms: Sequence[Transform] | None = None,
+        bs: int = 64,
+        num_workers: int | None = None,
+        device: torch.device | str | None = None,
+    ) -> DataLoaders:
+        """Images labelled by the first group of regex `pat` matched on the file name."""
+        return ImageDataLoaders.from_path_func(
+            path,
+            fnames,
+            RegexLabeller(pat, match=True),
+            valid_pct=valid_pct,
+            seed=seed,
+            item_tfms=item_tfms,
+            batch_tfms=batch_tfms,
+            bs=bs,
+            num_workers=num_workers,
+            device=device,
+        )
+
+    @staticmethod
+    def from_path_re(
+        path: PathLike,
+        fnames: Sequence[PathLike],
+        pat: str,
+        valid_pct: float = 0.2,
+        seed: int | None = None,
+        item_tfms: Sequence[Transform] | None = None,
+        batch_tfms: Sequence[Transform] | None = None,
+        bs: int = 64,
+        num_workers: int | None = None,
+        device: torch.device | str | None = None,
+    ) -> DataLoaders:
+        """Images labelled by the first group of regex `pat` searched in the whole path."""
+        return ImageDataLoaders.from_path_func(
+            path,
+            fnames,
+            RegexLabeller(pat, match=False),
+            valid_pct=valid_pct,
+            seed=seed,
+            item_tfms=item_tfms,
+            batch_tfms=batch_tfms,
+            bs=bs,
+            num_workers=num_workers,
+            device=device,
+        )
+
+    @staticmethod
+    def from_lists(
+        path: PathLike,
+        fnames: Sequence[PathLike],
+        labels: Sequence[Any],
+        valid_pct: float = 0.2,
+        seed: int | None = None,
+        item_tfms: Sequence[Transform] | None = None,
+        batch_tfms: Sequence[Transform] | None = None,
+        bs: int = 64,
+        num_workers: int | None = None,
+        device: torch.device | str | None = None,
+    ) -> DataLoaders:
+        """Images and their labels given as two parallel lists."""
+        if len(fnames) != len(labels):
+            raise ValueError(
+                f"from_lists: {len(fnames)} files but {len(labels)} labels; give one label per file"
+            )
+        root = Path(path)
+        items = [(root / f, lbl) for f, lbl in zip(fnames, labels, strict=True)]
+        dblock = DataBlock(
+            blocks=(ImageBlock(), CategoryBlock()),
+            get_x=_first,
+            get_y=_second,
+            splitter=RandomSplitter(valid_pct, seed=seed),
+            item_tfms=item_tfms,
+            batch_tfms=batch_tfms,
+        )
+        return dblock.dataloaders(items, bs=bs, num_workers=num_workers, device=device, seed=seed)
+
+    @staticmethod
+    def from_df(
+        df: Any,
+        path: PathLike = ".",
+        fn_col: int | str = 0,
+        label_col: int | str = 1,
+        label_delim: str | None = None,
+        valid_col: int | str | None = None,
+        valid_pct: float = 0.2,
+        seed: int | None = None,
+        folder: str | None = None,
+        suff: str = "",
+        item_tfms: Sequence[Transform] | None = None,
+        batch_tfms: Sequence[Transform] | None = None,
+        bs: int = 64,
+        num_workers: int | None = None,
+        device: torch.device | str | None = None,
+    ) -> DataLoaders:
+        """Images named in column `fn_col` of a DataFrame (relative to `path`/`folder`), labels in
+        `label_col` (several per image when `label_delim` is set: a multi-label problem)."""
+        cols = list(df.columns)
+        for c in (fn_col, label_col, valid_col):
+            if isinstance(c, str) and c not in cols:
+                raise KeyError(
+                    f"ImageDataLoaders.from_df: column {c!r} not found; the table has columns {cols}.\n"
+                    "help: pass fn_col=, label_col= (and valid_col=) with names from that list"
+                )
+        pref = Path(path) / folder if folder else Path(path)
+        splitter: Callable[[Any], Splits] = (
+            ColSplitter(valid_col) if valid_col is not None else RandomSplitter(valid_pct, seed=seed)
+        )
+        dblock = DataBlock(
+            blocks=(ImageBlock(), MultiCategoryBlock() if label_delim is not None else CategoryBlock()),
+            get_x=ColReader(fn_col, pref=pref, suff=suff),
+            get_y=ColReader(label_col, label_delim=label_delim),
+            splitter=splitter,
+            item_tfms=item_tfms,
+            batch_tfms=batch_tfms,
+        )
+        return dblock.dataloaders(df, bs=bs, num_workers=num_workers, device=device, seed=seed)
+
+    @staticmethod
+    def from_csv(
+        path: PathLike,
+        csv_fname: str = "labels.csv",
+        fn_col: int | str = 0,
+        label_col: int | str = 1,
+        label_delim: str | None = None,
+        valid_col: int | str | None = None,
+        valid_pct: float = 0.2,
+        seed: int | None = None,
+        folder: str | None = None,
+        suff: str = "",
+        item_tfms: Sequence[Transform] | None = None,
+        batch_tfms: Sequence[Transform] | None = None,
+        bs: int = 64,
+        num_workers: int | None = None,
+        device: torch.device | str | None = None,
+    ) -> DataLoaders:
+        """Like `from_df`, reading the table from `path/csv_fname`."""
+        import pandas as pd
+
+        df = pd.read_csv(Path(path) / csv_fname)
+        return ImageDataLoaders.from_df(
+            df,
+            path=path,
+            fn_col=fn_col,
+            label_col=label_col,
+            label_delim=label_delim,
+            valid_col=valid_col,
+            valid_pct=valid_pct,
+            seed=seed,
+            folder=folder,
+            suff=suff,
+            item_tfms=item_tfms,
+            batch_tfms=batch_tfms,
+            bs=bs,
+            num_workers=num_workers,
+            device=device,
+        )
+
+
+def _first(o: tuple[Any, Any]) -> Any:
+    return o[0]
+
+
+def _second(o: tuple[Any, Any]) -> Any:
+    return o[1]

@@ -1,0 +1,137 @@
+"""The walking skeleton end to end: data -> vision_learner -> fit -> predict -> export -> load_learner."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+from safetensors.torch import save_file
+from torch import nn
+
+from lamina.core import Category, TensorCategory, TensorImage
+from lamina.data import CategoryBlock, DataBlock, RandomSplitter, get_image_files, parent_label
+from lamina.train import Learner, accuracy, load_learner
+from lamina.vision import ImageBlock, ImageDataLoaders, vision_learner
+from lamina.vision.models import create_body
+
+
+@pytest.mark.slow
+def test_mnist_sample_trains_to_95_percent_in_two_epochs(mnist_path: Path, tmp_path: Path) -> None:
+    dls = ImageDataLoaders.from_folder(mnist_path, valid_pct=0.2, seed=42, bs=64)
+    learn = vision_learner(dls, "test_resnet", pretrained=False, metrics=accuracy)
+    learn.fit_one_cycle(2, 1e-2)
+    acc = learn.recorder.values[-1][2]
+    assert acc >= 0.95, f"valid accuracy {acc:.3f} after 2 epochs"
+
+    f = sorted((mnist_path / "3").glob("*.png"))[0]
+    label, idx, probs = learn.predict(f)
+    assert isinstance(label, Category) and label == "3"
+    assert int(idx) == 3 and probs.shape == (10,) and abs(float(probs.sum()) - 1) < 1e-4
+
+    out = learn.export(tmp_path / "mnist.lamina")
+    learn2 = load_learner(out)
+    files = sorted((mnist_path / "7").glob("*.png"))[:5] + [f]
+    for g in files:
+        a, b = learn.predict(g), learn2.predict(g)
+        assert a[0] == b[0] and torch.allclose(a[2], b[2], atol=1e-5)
+
+
+def test_batch_reaching_the_model_is_plain(mnist_small: Path) -> None:
+    dls = ImageDataLoaders.from_folder(mnist_small, valid_pct=0.2, seed=0, bs=16, num_workers=0)
+    seen: list[type] = []
+
+    class Spy(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.lin = nn.Linear(3 * 28 * 28, 10)
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            seen.append(type(x))
+            return self.lin(x.flatten(1))
+
+    learn = Learner(dls, Spy(), metrics=accuracy)
+    learn.fit(1, 1e-3)
+    assert seen and all(t is torch.Tensor for t in seen)
+    assert type(dls.one_batch()[1]) is torch.Tensor
+    # ...while decoding puts the types back
+    decoded = dls.decode_batch(dls.one_batch(), max_n=2)
+    assert isinstance(decoded[0][0], TensorImage) and isinstance(decoded[0][1], Category)
+
+
+def test_datablock_and_plain_module_one_layer_down(mnist_small: Path) -> None:
+    dblock = DataBlock(
+        blocks=(ImageBlock, CategoryBlock),
+        get_items=get_image_files,
+        get_y=parent_label,
+        splitter=RandomSplitter(0.2, seed=42),
+    )
+    dls = dblock.dataloaders(mnist_small, bs=32, num_workers=0)
+    assert dls.c == 10 and dls.vocab == [str(i) for i in range(10)]
+    model = nn.Sequential(nn.Flatten(), nn.Linear(3 * 28 * 28, 10))
+    learn = Learner(dls, model, metrics=accuracy)
+    learn.fit_one_cycle(1, 1e-3)
+    assert len(learn.recorder.values) == 1
+    with pytest.raises(TypeError, match="no recipe"):
+        learn.export(mnist_small.parent / "x.lamina")
+
+
+def test_pretrained_from_local_file_arrives_intact_head_replaced_body_frozen(mnist_small: Path, tmp_path: Path) -> None:
+    body = create_body("test_resnet", n_in=3)
+    weights = {k: v.clone() for k, v in body.state_dict().items()}
+    # a timm checkpoint has a classifier too: it must be dropped
+    weights["fc.weight"] = torch.randn(1000, 8)
+    save_file(weights, str(tmp_path / "w.safetensors"))
+    dls = ImageDataLoaders.from_folder(mnist_small, valid_pct=0.2, seed=0, bs=16, num_workers=0)
+    learn = vision_learner(dls, "test_resnet", pretrained=str(tmp_path / "w.safetensors"))
+    got = learn.model[0].state_dict()
+    for k, v in body.state_dict().items():
+        assert torch.equal(got[k], v), k
+    assert learn.model[1][-1].out_features == 10  # the head is lamina's, sized from the data
+    frozen = [p.requires_grad for n, p in learn.model[0].named_parameters() if "bn" not in n]
+    assert frozen and not any(frozen)
+    assert all(p.requires_grad for p in learn.model[1].parameters())
+    learn.fine_tune(1, freeze_epochs=1)
+    assert all(p.requires_grad for p in learn.model.parameters())
+
+
+def test_pretrained_file_for_another_architecture_is_refused(mnist_small: Path, tmp_path: Path) -> None:
+    save_file({"conv.weight": torch.zeros(3, 3, 3, 3)}, str(tmp_path / "bad.safetensors"))
+    dls = ImageDataLoaders.from_folder(mnist_small, valid_pct=0.2, seed=0, bs=16, num_workers=0)
+    with pytest.raises(ValueError, match="do not fit the body"):
+        vision_learner(dls, "test_resnet", pretrained=str(tmp_path / "bad.safetensors"))
+
+
+def test_arch_as_module_and_unknown_name(mnist_small: Path) -> None:
+    dls = ImageDataLoaders.from_folder(mnist_small, valid_pct=0.2, seed=0, bs=16, num_workers=0)
+    body = nn.Sequential(nn.Conv2d(3, 8, 3, padding=1), nn.ReLU())
+    learn = vision_learner(dls, body, pretrained=False)
+    assert learn.model(torch.zeros(2, 3, 28, 28)).shape == (2, 10)
+    with pytest.raises(ValueError, match="unknown architecture"):
+        vision_learner(dls, "resnet_does_not_exist", pretrained=False)
+
+
+def test_errors_name_what_is_wrong(tmp_path: Path, mnist_small: Path) -> None:
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(FileNotFoundError, match=r"no image found in .*empty.*\.png"):
+        ImageDataLoaders.from_folder(tmp_path / "empty", valid_pct=0.2)
+    bad = tmp_path / "bad" / "cat"
+    bad.mkdir(parents=True)
+    (bad / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\n not really")
+    dls = ImageDataLoaders.from_folder(tmp_path / "bad", valid_pct=0.0, bs=1, num_workers=0)
+    with pytest.raises(Exception, match="broken.png"):
+        dls.one_batch()
+    learn = vision_learner(ImageDataLoaders.from_folder(mnist_small, valid_pct=0.2, bs=8, num_workers=0), "test_resnet", pretrained=False)
+    with pytest.raises(Exception, match="nope.png"):
+        learn.predict(tmp_path / "nope.png")
+    (tmp_path / "junk.lamina").write_bytes(b"not a zip")
+    with pytest.raises(ValueError, match="not a lamina export"):
+        load_learner(tmp_path / "junk.lamina")
+
+
+def test_category_type_round_trip(mnist_small: Path) -> None:
+    dls = ImageDataLoaders.from_folder(mnist_small, valid_pct=0.2, seed=0, bs=4, num_workers=0)
+    x, y = dls.train.dataset[0]
+    assert isinstance(x, TensorImage) and x.dtype == torch.uint8 and x.shape == (3, 28, 28)
+    assert isinstance(y, TensorCategory)
+    assert dls.dsets is not None and isinstance(dls.dsets.decode((x, y))[1], Category)
