@@ -88,8 +88,9 @@ def test_pretrained_from_local_file_arrives_intact_head_replaced_body_frozen(mni
     for k, v in body.state_dict().items():
         assert torch.equal(got[k], v), k
     assert learn.model[1][-1].out_features == 10  # the head is lamina's, sized from the data
-    frozen = [p.requires_grad for n, p in learn.model[0].named_parameters() if "bn" not in n]
-    assert frozen and not any(frozen)
+    norm_ids = {id(p) for m in learn.model[0].modules() if isinstance(m, nn.BatchNorm2d) for p in m.parameters()}
+    frozen = [p.requires_grad for p in learn.model[0].parameters() if id(p) not in norm_ids]
+    assert frozen and not any(frozen)  # the body is frozen except its norm layers (train_bn)
     assert all(p.requires_grad for p in learn.model[1].parameters())
     learn.fine_tune(1, freeze_epochs=1)
     assert all(p.requires_grad for p in learn.model.parameters())

@@ -16,6 +16,7 @@ from lamina.vision.augment import (
     aug_transforms,
     imagenet_stats,
 )
+from lamina.vision.blocks import BBoxBlock, BBoxLblBlock, BBoxPad, PointBlock, PointScaler, bb_pad
 from lamina.vision.core import (
     DecodeImage,
     DecodeMask,
@@ -30,8 +31,13 @@ from lamina.vision.data import ImageDataLoaders
 from lamina.vision.item_tfms import CropPad, RandomResizedCrop, Resize
 from lamina.vision.learner import vision_learner
 from lamina.vision.models import create_body, create_head, create_vision_model
+from lamina.vision.segmentation import SegmentationDataLoaders, show_segmentation_results
+from lamina.vision.unet import create_unet_model, unet_learner
 
 __all__ = [
+    "BBoxBlock",
+    "BBoxLblBlock",
+    "BBoxPad",
     "Brightness",
     "Contrast",
     "CropPad",
@@ -48,20 +54,27 @@ __all__ = [
     "Normalize",
     "PILImage",
     "PILImageBW",
+    "PointBlock",
+    "PointScaler",
     "RandomResizedCrop",
     "Resize",
     "Rotate",
     "Saturation",
+    "SegmentationDataLoaders",
     "TensorImage",
     "TensorImageBW",
     "TensorMask",
     "Warp",
     "Zoom",
     "aug_transforms",
+    "bb_pad",
     "create_body",
     "create_head",
+    "create_unet_model",
     "create_vision_model",
     "imagenet_stats",
     "load_image",
+    "show_segmentation_results",
+    "unet_learner",
     "vision_learner",
 ]

@@ -136,7 +136,7 @@ def load_pretrained_body(
 
         if arch is None:
             raise ValueError("pretrained=True needs a timm architecture name")
-        ref = timm.create_model(arch, pretrained=True, num_classes=0, global_pool="")
+        ref = timm.create_model(arch, pretrained=True, num_classes=0, global_pool="", in_chans=n_in)
         body.load_state_dict(ref.state_dict())
         cfg = ref.pretrained_cfg
         return (*cfg.get("mean", ()), *cfg.get("std", ()))

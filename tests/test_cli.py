@@ -1,0 +1,67 @@
+"""The `lamina` console script, run as a user would: in a subprocess."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+
+def _lamina(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "MPLBACKEND": "Agg"}
+    return subprocess.run(
+        [sys.executable, "-m", "lamina.cli", *args], cwd=cwd, env=env, capture_output=True, text=True, timeout=600
+    )
+
+
+@pytest.mark.slow
+def test_train_then_predict(mnist_small: Path, tmp_path: Path) -> None:
+    run = tmp_path / "run"
+    r = _lamina("train", str(mnist_small), "--epochs", "1", "--bs", "32", "--workers", "0", "--out", str(run), cwd=tmp_path)
+    assert r.returncode == 0, r.stderr
+    assert "train_loss" in r.stdout and "valid_loss" in r.stdout and "accuracy" in r.stdout
+    for name in ("model.lamina", "metrics.csv", "loss.png", "summary.json"):
+        assert (run / name).exists(), name
+    header = (run / "metrics.csv").read_text().splitlines()[0]
+    assert header.startswith("epoch,train_loss,valid_loss,accuracy")
+
+    files = [str(sorted((mnist_small / d).iterdir())[0]) for d in ("3", "8")]
+    r = _lamina("predict", str(run / "model.lamina"), *files, "--json", cwd=tmp_path)
+    assert r.returncode == 0, r.stderr
+    out = json.loads(r.stdout)
+    assert [o["file"] for o in out] == files
+    assert all(o["label"] in [str(i) for i in range(10)] and 0 < o["probability"] <= 1 for o in out)
+
+    r = _lamina("predict", str(run / "model.lamina"), str(tmp_path / "missing.png"), cwd=tmp_path)
+    assert r.returncode != 0 and "missing.png" in r.stderr
+
+
+def test_train_on_missing_folder_says_so(tmp_path: Path) -> None:
+    r = _lamina("train", str(tmp_path / "nowhere"), cwd=tmp_path)
+    assert r.returncode != 0 and "nowhere" in (r.stderr + r.stdout)
+
+
+def test_show_batch_writes_a_picture(mnist_small: Path, tmp_path: Path) -> None:
+    r = _lamina("show-batch", str(mnist_small), "--out", str(tmp_path / "b.png"), "--workers", "0", cwd=tmp_path)
+    assert r.returncode == 0, r.stderr
+    assert (tmp_path / "b.png").stat().st_size > 1000
+
+
+def test_datasets_lists_the_registry(tmp_path: Path) -> None:
+    r = _lamina("datasets", cwd=tmp_path)
+    assert r.returncode == 0 and "imagenette" in r.stdout
+
+
+@pytest.mark.slow
+def test_example_runs(tmp_path: Path) -> None:
+    example = Path(__file__).resolve().parents[1] / "examples" / "vision_mnist.py"
+    r = subprocess.run(
+        [sys.executable, str(example), "--epochs", "1", "--out", str(tmp_path / "m.lamina")],
+        cwd=tmp_path, capture_output=True, text=True, timeout=900, env={**os.environ, "MPLBACKEND": "Agg"},
+    )
+    assert r.returncode == 0, r.stderr
+    assert "reloaded export predicts" in r.stdout
