@@ -11,9 +11,9 @@ import matplotlib
 
 matplotlib.use("Agg")
 
-from lamina.data import samples  # noqa: E402
-from lamina.train import accuracy, load_learner  # noqa: E402
-from lamina.vision import ImageDataLoaders, vision_learner  # noqa: E402
+from lamina.data import samples
+from lamina.train import accuracy, load_learner
+from lamina.vision import ImageDataLoaders, vision_learner
 
 
 def main() -> None:

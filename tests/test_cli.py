@@ -14,14 +14,31 @@ import pytest
 def _lamina(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
     env = {**os.environ, "MPLBACKEND": "Agg"}
     return subprocess.run(
-        [sys.executable, "-m", "lamina.cli", *args], cwd=cwd, env=env, capture_output=True, text=True, timeout=600
+        [sys.executable, "-m", "lamina.cli", *args],
+        cwd=cwd,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
     )
 
 
 @pytest.mark.slow
 def test_train_then_predict(mnist_small: Path, tmp_path: Path) -> None:
     run = tmp_path / "run"
-    r = _lamina("train", str(mnist_small), "--epochs", "1", "--bs", "32", "--workers", "0", "--out", str(run), cwd=tmp_path)
+    r = _lamina(
+        "train",
+        str(mnist_small),
+        "--epochs",
+        "1",
+        "--bs",
+        "32",
+        "--workers",
+        "0",
+        "--out",
+        str(run),
+        cwd=tmp_path,
+    )
     assert r.returncode == 0, r.stderr
     assert "train_loss" in r.stdout and "valid_loss" in r.stdout and "accuracy" in r.stdout
     for name in ("model.lamina", "metrics.csv", "loss.png", "summary.json"):
@@ -46,7 +63,9 @@ def test_train_on_missing_folder_says_so(tmp_path: Path) -> None:
 
 
 def test_show_batch_writes_a_picture(mnist_small: Path, tmp_path: Path) -> None:
-    r = _lamina("show-batch", str(mnist_small), "--out", str(tmp_path / "b.png"), "--workers", "0", cwd=tmp_path)
+    r = _lamina(
+        "show-batch", str(mnist_small), "--out", str(tmp_path / "b.png"), "--workers", "0", cwd=tmp_path
+    )
     assert r.returncode == 0, r.stderr
     assert (tmp_path / "b.png").stat().st_size > 1000
 
@@ -61,7 +80,11 @@ def test_example_runs(tmp_path: Path) -> None:
     example = Path(__file__).resolve().parents[1] / "examples" / "vision_mnist.py"
     r = subprocess.run(
         [sys.executable, str(example), "--epochs", "1", "--out", str(tmp_path / "m.lamina")],
-        cwd=tmp_path, capture_output=True, text=True, timeout=900, env={**os.environ, "MPLBACKEND": "Agg"},
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=900,
+        env={**os.environ, "MPLBACKEND": "Agg"},
     )
     assert r.returncode == 0, r.stderr
     assert "reloaded export predicts" in r.stdout

@@ -48,7 +48,10 @@ def test_no_star_imports_in_package() -> None:
     stars = [
         str(p.relative_to(SRC))
         for p in SRC.rglob("*.py")
-        if any(isinstance(n, ast.ImportFrom) and any(a.name == "*" for a in n.names) for n in ast.walk(ast.parse(p.read_text())))
+        if any(
+            isinstance(n, ast.ImportFrom) and any(a.name == "*" for a in n.names)
+            for n in ast.walk(ast.parse(p.read_text()))
+        )
     ]
     assert not stars
 

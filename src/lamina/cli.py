@@ -20,19 +20,27 @@ if TYPE_CHECKING:
 
 __all__ = ["main"]
 
-DEFAULT_ARCH = "test_resnet"  # a 0.4M-parameter timm ResNet: >= 97% on the MNIST sample in a minute on 2 cores
+DEFAULT_ARCH = (
+    "test_resnet"  # a 0.4M-parameter timm ResNet: >= 97% on the MNIST sample in a minute on 2 cores
+)
 
 
 def _add_data_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("path", nargs="?", default=None, help="image folder (class sub-folders, or train/ and valid/); "
-                   "default: the embedded MNIST sample")
+    p.add_argument(
+        "path",
+        nargs="?",
+        default=None,
+        help="image folder (class sub-folders, or train/ and valid/); default: the embedded MNIST sample",
+    )
     p.add_argument("--csv", default=None, help="a CSV of file names and labels (relative to PATH)")
     p.add_argument("--fn-col", default="0", help="CSV column with file names (name or position)")
     p.add_argument("--label-col", default="1", help="CSV column with labels (name or position)")
     p.add_argument("--label-delim", default=None, help="split labels on this string (multi-label)")
     p.add_argument("--valid-col", default=None, help="boolean CSV column marking validation rows")
     p.add_argument("--valid-pct", type=float, default=0.2, help="validation share when the data has no split")
-    p.add_argument("--size", type=int, default=None, help="resize images to SIZE x SIZE (needed for mixed sizes)")
+    p.add_argument(
+        "--size", type=int, default=None, help="resize images to SIZE x SIZE (needed for mixed sizes)"
+    )
     p.add_argument("--bs", type=int, default=64, help="batch size")
     p.add_argument("--seed", type=int, default=42)
     p.add_argument("--workers", type=int, default=None, help="loader worker processes (default: cores - 1)")
@@ -56,13 +64,25 @@ def _dataloaders(args: argparse.Namespace) -> DataLoaders:
             raise SystemExit(f"lamina: {str(path)!r} does not exist")
     if args.csv:
         return ImageDataLoaders.from_csv(
-            path, csv_fname=args.csv, fn_col=_col(args.fn_col) or 0, label_col=_col(args.label_col) or 1,
-            label_delim=args.label_delim, valid_col=_col(args.valid_col), valid_pct=args.valid_pct, seed=args.seed,
-            item_tfms=item_tfms, bs=args.bs, num_workers=args.workers,
+            path,
+            csv_fname=args.csv,
+            fn_col=_col(args.fn_col) or 0,
+            label_col=_col(args.label_col) or 1,
+            label_delim=args.label_delim,
+            valid_col=_col(args.valid_col),
+            valid_pct=args.valid_pct,
+            seed=args.seed,
+            item_tfms=item_tfms,
+            bs=args.bs,
+            num_workers=args.workers,
         )
     has_split = (path / "train").is_dir() and (path / "valid").is_dir()
     return ImageDataLoaders.from_folder(
-        path, valid_pct=None if has_split else args.valid_pct, seed=args.seed, item_tfms=item_tfms, bs=args.bs,
+        path,
+        valid_pct=None if has_split else args.valid_pct,
+        seed=args.seed,
+        item_tfms=item_tfms,
+        bs=args.bs,
         num_workers=args.workers,
     )
 
@@ -73,7 +93,9 @@ def _learner(args: argparse.Namespace, dls: DataLoaders) -> Learner:
 
     multi = args.csv is not None and args.label_delim is not None
     pretrained: bool | str = args.pretrained if args.pretrained else False
-    learn = vision_learner(dls, args.arch, pretrained=pretrained, metrics=accuracy_multi if multi else accuracy)
+    learn = vision_learner(
+        dls, args.arch, pretrained=pretrained, metrics=accuracy_multi if multi else accuracy
+    )
     if args.precision == "bf16":
         learn.to_bf16()
     elif args.precision == "fp16":
@@ -150,7 +172,9 @@ def cmd_predict(args: argparse.Namespace) -> int:
             return 2
         label, _, probs = learn.predict(f)
         p = float(probs.max()) if probs.ndim and len(probs) else float(probs)
-        out.append({"file": f, "label": label if isinstance(label, str) else list(label), "probability": round(p, 6)})
+        out.append(
+            {"file": f, "label": label if isinstance(label, str) else list(label), "probability": round(p, 6)}
+        )
     if args.json:
         print(json.dumps(out, indent=1))
     else:
@@ -196,7 +220,9 @@ def cmd_datasets(args: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="lamina", description="Train and use image models in a few commands.")
+    parser = argparse.ArgumentParser(
+        prog="lamina", description="Train and use image models in a few commands."
+    )
     sub = parser.add_subparsers(dest="command", required=True)
 
     t = sub.add_parser("train", help="train a classifier and write a run folder")

@@ -71,11 +71,6 @@ def test_multilabel_trains_and_predicts_the_labels_above_the_threshold(
     assert labels2 == labels and torch.equal(dec2, dec) and torch.allclose(probs2, probs, atol=1e-6)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="ColReader(label_delim=' ') splits an empty cell '' into [''], a label named ''; "
-    "fix in lamina/data/sources.py: drop empty strings after the split",
-)
 def test_an_empty_label_cell_means_no_labels(colour_table: tuple[Path, Any]) -> None:
     root, df = colour_table
     df = df.copy()

@@ -1,15 +1,16 @@
 """Low level: typed transforms, pipelines and semantic types. Depends on torch only."""
 
 from lamina.core.dispatch import TypeDispatch
+from lamina.core.errors import MissingKeyError
 from lamina.core.registry import (
     NotExportableError,
     lookup_function,
     lookup_loss,
-    model_recipe,
-    register_loss,
     lookup_model,
     lookup_transform,
+    model_recipe,
     register_function,
+    register_loss,
     register_model,
     register_transform,
     registered_name,
@@ -29,12 +30,14 @@ from lamina.core.types import (
     TensorText,
     retain_type,
     strip_type,
+    value_title,
 )
 
 __all__ = [
     "Category",
     "DisplayedTransform",
     "ItemTransform",
+    "MissingKeyError",
     "MultiCategory",
     "NotExportableError",
     "Pipeline",
@@ -52,14 +55,15 @@ __all__ = [
     "as_transform",
     "lookup_function",
     "lookup_loss",
-    "model_recipe",
-    "register_loss",
     "lookup_model",
     "lookup_transform",
+    "model_recipe",
     "register_function",
+    "register_loss",
     "register_model",
     "register_transform",
     "registered_name",
     "retain_type",
     "strip_type",
+    "value_title",
 ]

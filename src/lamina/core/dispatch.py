@@ -21,16 +21,26 @@ def _no_impl(x: object) -> None:  # the `object` fallback: signals "no implement
     return None
 
 
+def _name(func: object) -> str:
+    return getattr(func, "__qualname__", None) or type(func).__qualname__
+
+
 def annotated_types(func: Callable[..., Any]) -> tuple[type, ...]:
     """The classes named by the annotation of `func`'s first data parameter (after `self`).
 
-    An unannotated parameter means `object`; `A | B` (or `Union[A, B]`) registers each member.
+    An unannotated parameter (or `Any`, `object`) means `object`; `A | B` (or `Union[A, B]`) registers
+    each member; a callable object is read through its `__call__`.
     """
     params = [p for p in inspect.signature(func).parameters.values() if p.name != "self"]
     if not params:
-        raise TypeError(f"{func.__qualname__}: an encodes/decodes needs a parameter for the value")
+        raise TypeError(f"{_name(func)}: an encodes/decodes needs a parameter for the value")
+    target: Any = func
+    if not (inspect.isfunction(func) or inspect.ismethod(func)) and callable(
+        type(func).__dict__.get("__call__")
+    ):
+        target = type(func).__call__  # a callable instance: its class's __call__ holds the annotations
     try:
-        hints = typing.get_type_hints(func)
+        hints = typing.get_type_hints(target)
     except Exception:  # forward references that cannot be resolved: fall back to the raw annotation
         hints = {}
     ann = hints.get(params[0].name, params[0].annotation)
@@ -44,7 +54,11 @@ def annotated_types(func: Callable[..., Any]) -> tuple[type, ...]:
     for m in members:
         origin = typing.get_origin(m) or m
         if not isinstance(origin, type):
-            raise TypeError(f"{func.__qualname__}: cannot dispatch on annotation {m!r}; use a class")
+            raise TypeError(
+                f"{_name(func)}: cannot dispatch on the annotation {m!r} of parameter {params[0].name!r}; "
+                "expected a class (or a union of classes).\n"
+                "help: annotate with a class importable where the function is defined, or leave it out"
+            )
         out.append(origin)
     return tuple(out)
 

@@ -6,21 +6,24 @@ when its constructor does not take that config as keyword arguments, a `from_con
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import importlib
 import inspect
 from collections.abc import Callable
 from typing import Any, TypeVar
 
+from lamina.core.errors import MissingKeyError
+
 __all__ = [
     "NotExportableError",
     "lookup_function",
     "lookup_loss",
-    "model_recipe",
-    "register_loss",
     "lookup_model",
     "lookup_transform",
+    "model_recipe",
     "register_function",
+    "register_loss",
     "register_model",
     "register_transform",
     "registered_name",
@@ -46,7 +49,10 @@ def _register(table: dict[str, Any], kind: str, name: str, obj: Any) -> None:
         old = table[name]
         # re-importing the same module (e.g. under a test runner) re-creates the class: allow same qualname
         if getattr(old, "__qualname__", None) != getattr(obj, "__qualname__", None):
-            raise ValueError(f"{kind} name {name!r} is already registered to {old!r}")
+            raise ValueError(
+                f"{kind} name {name!r} is already registered to {old!r}; got another object {obj!r}.\n"
+                f"help: pick a unique name, e.g. prefixed by your package ('mypkg.{name}')"
+            )
     table[name] = obj
 
 
@@ -77,13 +83,12 @@ def register_model(name: str) -> Callable[[F], F]:
             bound = sig.bind(*args, **kwargs)
             bound.apply_defaults()
             model = f(*args, **kwargs)
-            try:
+            # a factory returning an object that refuses attributes gets no recipe
+            with contextlib.suppress(AttributeError):
                 object.__setattr__(model, RECIPE_ATTR, (name, dict(bound.arguments)))
-            except AttributeError:  # a factory returning an object that refuses attributes: no recipe
-                pass
             return model
 
-        _register(_MODELS, "model", name, f)
+        _register(_MODELS, "model", name, factory)
         return factory  # type: ignore[return-value]
 
     return deco
@@ -120,14 +125,19 @@ def registered_name(obj: Any) -> str | None:
     """The name `obj` was registered under: a function's own, or a transform's class's own (not a base's)."""
     if isinstance(obj, type) or not callable(obj) or hasattr(type(obj), "_encodes_table"):
         cls = obj if isinstance(obj, type) else type(obj)
-        return cls.__dict__.get("_registered_name")  # type: ignore[no-any-return]
+        return cls.__dict__.get("_registered_name")
     return getattr(obj, "_registered_name", None)
 
 
 # lamina's own modules that register names with these prefixes: imported on first lookup, so that
 # loading an export works without the caller importing the application first (a fixed table, never a
 # module named by the file being loaded)
-_PROVIDERS = {"data": "lamina.data", "loss": "lamina.data", "vision": "lamina.vision", "train": "lamina.train"}
+_PROVIDERS = {
+    "data": "lamina.data",
+    "loss": "lamina.data",
+    "vision": "lamina.vision",
+    "train": "lamina.train",
+}
 
 
 def _lookup(table: dict[str, Any], kind: str, name: str, how: str) -> Any:
@@ -135,7 +145,7 @@ def _lookup(table: dict[str, Any], kind: str, name: str, how: str) -> Any:
         importlib.import_module(_PROVIDERS[name.split(".", 1)[0]])
     if name not in table:
         known = ", ".join(sorted(table)) or "(none)"
-        raise KeyError(
+        raise MissingKeyError(
             f"unknown {kind} {name!r} (registered: {known}).\n"
             f"help: import the module that registers it ({how}) before loading, or check the file's origin"
         )
@@ -143,16 +153,16 @@ def _lookup(table: dict[str, Any], kind: str, name: str, how: str) -> Any:
 
 
 def lookup_transform(name: str) -> type:
-    return _lookup(_TRANSFORMS, "transform", name, "@register_transform")  # type: ignore[no-any-return]
+    return _lookup(_TRANSFORMS, "transform", name, "@register_transform")
 
 
 def lookup_model(name: str) -> Callable[..., Any]:
-    return _lookup(_MODELS, "model", name, "@register_model")  # type: ignore[no-any-return]
+    return _lookup(_MODELS, "model", name, "@register_model")
 
 
 def lookup_loss(name: str) -> type:
-    return _lookup(_LOSSES, "loss", name, "@register_loss")  # type: ignore[no-any-return]
+    return _lookup(_LOSSES, "loss", name, "@register_loss")
 
 
 def lookup_function(name: str) -> Callable[..., Any]:
-    return _lookup(_FUNCTIONS, "function", name, "@register_function")  # type: ignore[no-any-return]
+    return _lookup(_FUNCTIONS, "function", name, "@register_function")

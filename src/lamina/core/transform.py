@@ -1,4 +1,4 @@
-"""Transform: typed `encodes`/`decodes` chosen by the type of the data, and Pipeline, an ordered chain of them.
+"""Transform: typed `encodes`/`decodes` chosen by the type of the data; Pipeline, an ordered chain of them.
 
 Write several `encodes` in one class, each annotated with the type it handles; a call picks the most
 specific one (via `functools.singledispatch`) and passes values of other types through unchanged:
@@ -55,9 +55,10 @@ class _TfmMeta(type):
 class Transform(metaclass=_TfmMeta):
     """Applies `encodes` (and reverses with `decodes`) to a value, or to each element of a tuple.
 
-    - `split_idx`: `None` runs on every split; 0 only on the training set (augmentation); 1 only on validation.
+    - `split_idx`: `None` runs on every split; 0 only on the training set (augmentation); 1 only on
+      validation. A call without a split (`t(x)`) runs whatever the transform's `split_idx`.
     - `order`: Pipelines sort their transforms by it (stable).
-    - `setup(items)`: learns state from the training items once (a vocabulary, statistics); keep it plain data.
+    - `setup(items)`: learns state from the training items once (a vocabulary, statistics); plain data.
     - `enc`/`dec`: build a transform from plain functions instead of subclassing.
     """
 

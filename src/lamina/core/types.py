@@ -28,6 +28,7 @@ __all__ = [
     "new_axes",
     "retain_type",
     "strip_type",
+    "value_title",
 ]
 
 T = TypeVar("T")
@@ -51,12 +52,26 @@ def _add_title(ax: Axes, title: str | None) -> None:
         ax.set_title(f"{old}\n{title}" if old else title, fontsize=10)
 
 
+def value_title(x: Any, max_values: int = 6) -> str:
+    """A short title for a value: numbers to 4 significant digits, a long tensor as its shape."""
+    if isinstance(x, torch.Tensor):
+        t = x.as_subclass(torch.Tensor).detach()
+        if t.numel() > max_values:
+            return f"{type(x).__name__}{tuple(t.shape)}"
+        vals = t.cpu().flatten().tolist()
+        text = ", ".join(f"{v:.4g}" if isinstance(v, float) else str(v) for v in vals)
+        return text if t.ndim == 0 or len(vals) == 1 else f"[{text}]"
+    if isinstance(x, float):
+        return f"{x:.4g}"
+    return str(x)
+
+
 class TensorBase(torch.Tensor):
     """Base of lamina's semantic tensor types; `show` draws the value on a matplotlib Axes."""
 
     def show(self, ctx: Axes | None = None, title: str | None = None) -> Axes:
         ax = new_axes(ctx)
-        _add_title(ax, title if title is not None else str(self.as_subclass(torch.Tensor).tolist()))
+        _add_title(ax, title if title is not None else value_title(self))
         return ax
 
 

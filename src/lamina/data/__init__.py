@@ -2,8 +2,8 @@
 
 from lamina.data import samples
 from lamina.data.blocks import (
-    CategoryBlock,
     Categorize,
+    CategoryBlock,
     EncodedMultiCategorize,
     MultiCategorize,
     MultiCategoryBlock,
@@ -12,9 +12,17 @@ from lamina.data.blocks import (
     TransformBlock,
 )
 from lamina.data.datablock import DataBlock
-from lamina.data.datasets import Datasets, ItemError
-from lamina.data.loader import DataLoader, DataLoaders, default_device, to_device
-from lamina.data.losses import BCEWithLogitsLossFlat, BaseLoss, CrossEntropyLossFlat, L1LossFlat, MSELossFlat
+from lamina.data.datasets import Datasets, Getter, ItemError
+from lamina.data.loader import (
+    DataLoader,
+    DataLoaders,
+    collate,
+    default_device,
+    default_num_workers,
+    show_items,
+    to_device,
+)
+from lamina.data.losses import BaseLoss, BCEWithLogitsLossFlat, CrossEntropyLossFlat, L1LossFlat, MSELossFlat
 from lamina.data.sources import (
     ColReader,
     ColSplitter,
@@ -35,8 +43,8 @@ from lamina.data.sources import (
 __all__ = [
     "BCEWithLogitsLossFlat",
     "BaseLoss",
-    "CategoryBlock",
     "Categorize",
+    "CategoryBlock",
     "ColReader",
     "ColSplitter",
     "CrossEntropyLossFlat",
@@ -47,6 +55,7 @@ __all__ = [
     "EncodedMultiCategorize",
     "EndSplitter",
     "FuncSplitter",
+    "Getter",
     "GrandparentSplitter",
     "IndexSplitter",
     "ItemError",
@@ -61,11 +70,14 @@ __all__ = [
     "RegressionSetup",
     "TrainTestSplitter",
     "TransformBlock",
+    "collate",
     "default_device",
+    "default_num_workers",
     "get_files",
     "get_image_files",
     "parent_label",
     "samples",
+    "show_items",
     "to_device",
     "using_attr",
 ]

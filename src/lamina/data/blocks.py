@@ -14,6 +14,7 @@ import torch
 
 from lamina.core import (
     Category,
+    MissingKeyError,
     MultiCategory,
     TensorBase,
     TensorCategory,
@@ -24,8 +25,8 @@ from lamina.core import (
 from lamina.data.losses import BCEWithLogitsLossFlat, CrossEntropyLossFlat, MSELossFlat
 
 __all__ = [
-    "CategoryBlock",
     "Categorize",
+    "CategoryBlock",
     "EncodedMultiCategorize",
     "MultiCategorize",
     "MultiCategoryBlock",
@@ -49,6 +50,11 @@ class TransformBlock:
 def _vocab_key(v: Any) -> tuple[str, Any]:
     # sort numbers numerically and strings alphabetically, without comparing the two kinds
     return (type(v).__name__, v) if isinstance(v, int | float | str) else (type(v).__name__, str(v))
+
+
+def _head(vocab: Sequence[Any] | None, n: int = 10) -> list[Any]:
+    """The first labels of a vocabulary, for messages."""
+    return list(vocab[:n]) if vocab else []
 
 
 def _check_vocab(name: str, vocab: Sequence[Any]) -> list[Any]:
@@ -78,15 +84,15 @@ class Categorize(Transform):
     def setup(self, items: Sequence[Any]) -> None:
         if self.vocab is not None:
             return
-        labels = set()
+        labels: dict[Any, None] = {}  # an ordered set: first-seen order when not sorting
         for i, lbl in enumerate(items):
             if lbl is None:
                 raise ValueError(
                     f"Categorize: the label of training item {i} is None.\n"
                     "help: check get_y on that item; it must return a label for every item"
                 )
-            labels.add(lbl)
-        self.vocab = sorted(labels, key=_vocab_key) if self.sort else list(dict.fromkeys(items))
+            labels[lbl] = None
+        self.vocab = sorted(labels, key=_vocab_key) if self.sort else list(labels)
         self._o2i = {v: i for i, v in enumerate(self.vocab)}
 
     def check(self, items: Sequence[Any]) -> None:
@@ -95,9 +101,9 @@ class Categorize(Transform):
         if unseen:
             raise ValueError(
                 f"Categorize: validation label(s) never seen in training: {unseen[:10]}"
-                f"{' ...' if len(unseen) > 10 else ''} (training vocab: {self.vocab[:10] if self.vocab else []}).\n"
-                "help: split so that every class has training examples (e.g. TrainTestSplitter(stratify=...)),"
-                " or pass the full vocab to CategoryBlock(vocab=...)"
+                f"{' ...' if len(unseen) > 10 else ''} (training vocab: {_head(self.vocab)}).\n"
+                "help: split so that every class has training examples"
+                " (e.g. TrainTestSplitter(stratify=...)), or pass the full vocab to CategoryBlock(vocab=...)"
             )
 
     def encodes(self, o: object) -> TensorCategory:
@@ -106,8 +112,8 @@ class Categorize(Transform):
         except KeyError:
             if o is None:
                 raise ValueError("Categorize: got None as a label.\nhelp: check get_y on this item") from None
-            raise KeyError(
-                f"Categorize: label {o!r} is not in the vocabulary {self.vocab[:10] if self.vocab else []}.\n"
+            raise MissingKeyError(
+                f"Categorize: label {o!r} is not in the vocabulary {_head(self.vocab)}.\n"
                 "help: the label was never seen in training; add examples or pass vocab=..."
             ) from None
         return torch.tensor(idx).as_subclass(TensorCategory)
@@ -156,7 +162,10 @@ class MultiCategorize(Transform):
         out = torch.zeros(self.c)
         for lbl in _as_labels(o):
             if lbl not in self._o2i:
-                raise KeyError(f"MultiCategorize: label {lbl!r} is not in the vocabulary.\nhelp: pass vocab=...")
+                raise MissingKeyError(
+                    f"MultiCategorize: label {lbl!r} is not in the vocabulary {_head(self.vocab)}."
+                    "\nhelp: the label was never seen in training; pass the full vocab=..."
+                )
             out[self._o2i[lbl]] = 1.0
         return out.as_subclass(TensorMultiCategory)
 
@@ -222,13 +231,23 @@ class RegressionSetup(Transform):
         return self.n_out or 1
 
     def setup(self, items: Sequence[Any]) -> None:
+        self.check(items, "training")
         if self.n_out is None and len(items):
             self.n_out = int(torch.as_tensor(items[0], dtype=torch.float32).numel())
+
+    def check(self, items: Sequence[Any], which: str = "validation") -> None:
+        """Fail at construction, not mid-epoch, when a target is missing."""
+        missing = [i for i, o in enumerate(items) if o is None]
+        if missing:
+            raise ValueError(
+                f"RegressionSetup: the target of {len(missing)} {which} item(s) is None, e.g. {which} item "
+                f"{missing[0]}.\nhelp: check get_y on that item; it must return a number for every item"
+            )
 
     def encodes(self, o: object) -> TensorRegression:
         if o is None:
             raise ValueError("RegressionSetup: got None as a target.\nhelp: check get_y on this item")
-        return torch.as_tensor(o, dtype=torch.float32).as_subclass(TensorRegression)  # type: ignore[arg-type]
+        return torch.as_tensor(o, dtype=torch.float32).as_subclass(TensorRegression)
 
     def to_config(self) -> dict[str, Any]:
         return {"n_out": self.n_out}
@@ -240,7 +259,7 @@ def CategoryBlock(vocab: Sequence[Any] | None = None, sort: bool = True) -> Tran
 
 
 def MultiCategoryBlock(encoded: bool = False, vocab: Sequence[Any] | None = None) -> TransformBlock:
-    """A multi-label target (binary cross entropy, threshold decoding); `encoded`: labels are one-hot columns."""
+    """A multi-label target (binary cross entropy, threshold decoding); `encoded`: one-hot label columns."""
     if encoded:
         if vocab is None:
             raise ValueError("MultiCategoryBlock(encoded=True) needs vocab=<the names of the label columns>")

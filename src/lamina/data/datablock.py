@@ -1,4 +1,4 @@
-"""DataBlock: describe a dataset by its blocks, getters and splitter; get Datasets or DataLoaders from a source.
+"""DataBlock: a dataset described by its blocks, getters and splitter; Datasets or DataLoaders from a source.
 
 >>> dblock = DataBlock(blocks=(ImageBlock, CategoryBlock), get_items=get_image_files,
 ...                    get_y=parent_label, splitter=RandomSplitter(0.2, seed=42))
@@ -16,7 +16,7 @@ import torch
 
 from lamina.core import Transform, as_transform, strip_type
 from lamina.data.blocks import TransformBlock, as_block, block_tfms
-from lamina.data.datasets import Datasets, Getter, ItemError, describe_item, get_item
+from lamina.data.datasets import Datasets, Getter, ItemError, describe_item, describe_value, get_item
 from lamina.data.loader import DataLoader, DataLoaders, _retype, collate, to_device
 from lamina.data.sources import RandomSplitter, Splits
 
@@ -27,7 +27,7 @@ BlockLike = TransformBlock | Callable[[], TransformBlock]
 
 
 class DataBlock:
-    """A recipe for data: `blocks` say what each element is, getters where it comes from, `splitter` how to split.
+    """A recipe for data: `blocks` say what each element is, getters where it comes from, `splitter` how.
 
     `n_inp` elements are inputs (default: all but the last); `get_x` reads the inputs and `get_y` the
     targets (or give one getter per block with `getters`). `item_tfms` run on single items in the loader
@@ -47,28 +47,47 @@ class DataBlock:
         batch_tfms: Sequence[Transform] | None = None,
     ) -> None:
         if not blocks:
-            raise ValueError("DataBlock: give at least one block, e.g. blocks=(ImageBlock, CategoryBlock)")
+            raise ValueError(
+                "DataBlock: got no blocks.\n"
+                "help: say what each element is, e.g. blocks=(ImageBlock, CategoryBlock)"
+            )
+        nb = len(blocks)
         self._block_specs = list(blocks)
-        self.n_inp = n_inp if n_inp is not None else max(1, len(blocks) - 1)
-        if not 1 <= self.n_inp <= len(blocks):
-            raise ValueError(f"DataBlock: n_inp={self.n_inp} for {len(blocks)} blocks; it must be in [1, {len(blocks)}]")
+        self.n_inp = n_inp if n_inp is not None else max(1, nb - 1)
+        if not 1 <= self.n_inp <= nb:
+            raise ValueError(
+                f"DataBlock: n_inp={self.n_inp} for {nb} blocks; expected 1 to {nb}.\n"
+                "help: n_inp counts the blocks that are model inputs; the rest are targets"
+            )
         self.get_items = get_items
+        for name, g in (("get_x", get_x), ("get_y", get_y)):
+            if isinstance(g, str):
+                raise TypeError(
+                    f"DataBlock: {name}={g!r} is a str; expected a function of the item.\n"
+                    f"help: to read a column, pass {name}=ColReader({g!r})"
+                )
         if getters is not None:
-            if len(getters) != len(blocks):
-                raise ValueError(f"DataBlock: {len(getters)} getters for {len(blocks)} blocks; give one per block")
+            if len(getters) != nb:
+                raise ValueError(
+                    f"DataBlock: got {len(getters)} getters for {nb} blocks; expected one per block.\n"
+                    "help: use None for a block that takes the item as it is, or use get_x/get_y"
+                )
             self.getters: list[GetterFn | None] = list(getters)
         else:
-            ys: list[GetterFn | None]
-            if get_y is None or callable(get_y):
-                ys = [get_y] * (len(blocks) - self.n_inp)
-            else:
-                ys = list(get_y)
-            if len(ys) != len(blocks) - self.n_inp:
-                raise ValueError(f"DataBlock: {len(ys)} get_y for {len(blocks) - self.n_inp} target blocks")
+            n_y = nb - self.n_inp
+            ys: list[GetterFn | None] = [get_y] * n_y if get_y is None or callable(get_y) else list(get_y)
+            if len(ys) != n_y:
+                raise ValueError(
+                    f"DataBlock: got {len(ys)} get_y functions for {n_y} target blocks.\n"
+                    "help: give one get_y per target block, or a single function for all of them"
+                )
             self.getters = [get_x] * self.n_inp + ys
         for g in self.getters:
             if g is not None and not callable(g):
-                raise TypeError(f"DataBlock: getter {g!r} is not callable")
+                raise TypeError(
+                    f"DataBlock: getter {g!r} ({type(g).__name__}) is not callable.\n"
+                    "help: pass a function of the item, e.g. ColReader('label') or parent_label"
+                )
         self.splitter = splitter if splitter is not None else RandomSplitter(0.2)
         self.item_tfms = list(item_tfms or [])
         self.batch_tfms = list(batch_tfms or [])
@@ -80,9 +99,11 @@ class DataBlock:
     def _items(self, source: Any) -> Any:
         items = self.get_items(source) if self.get_items is not None else source
         if items is None or len(items) == 0:
+            via = (
+                f" via {getattr(self.get_items, '__name__', repr(self.get_items))}" if self.get_items else ""
+            )
             raise ValueError(
-                f"DataBlock: no items from source {describe_item(source)}"
-                f"{' via ' + getattr(self.get_items, '__name__', repr(self.get_items)) if self.get_items else ''}.\n"
+                f"DataBlock: no items from source {describe_item(source)}{via}.\n"
                 "help: check the source path and get_items"
             )
         return items
@@ -94,20 +115,34 @@ class DataBlock:
             out.append(tfms + [as_transform(t) for t in b.type_tfms])
         return out
 
-    def _build(self, source: Any) -> tuple[list[TransformBlock], Datasets]:
-        blocks = self._blocks()
-        items = self._items(source)
+    def _split(self, items: Any) -> Splits:
         splits = self.splitter(items)
         if len(splits[0]) == 0:
             raise ValueError(
-                f"DataBlock: the splitter put no item in the training set ({len(items)} items).\n"
+                f"DataBlock: the splitter put none of the {len(items)} items in the training set.\n"
                 "help: check the splitter (e.g. valid_pct, or the folder names for GrandparentSplitter)"
             )
-        return blocks, Datasets(items, self._element_tfms(blocks), splits=splits, n_inp=self.n_inp)
+        return splits
 
-    def datasets(self, source: Any) -> Datasets:
-        """Items from `source`, split, with pipelines set up on the training items."""
-        return self._build(source)[1]
+    def _build(self, source: Any, skip_bad_files: bool) -> tuple[list[TransformBlock], Datasets]:
+        blocks = self._blocks()
+        items = self._items(source)
+        dsets = Datasets(
+            items,
+            self._element_tfms(blocks),
+            splits=self._split(items),
+            n_inp=self.n_inp,
+            skip_bad_files=skip_bad_files,
+        )
+        return blocks, dsets
+
+    def datasets(self, source: Any, skip_bad_files: bool = False) -> Datasets:
+        """Items from `source`, split, with pipelines set up on the training items.
+
+        `skip_bad_files`: loaders built from them replace an item that fails to build (a corrupt image)
+        by the next good one and warn, instead of raising (found as they are read: see `DataLoader`).
+        """
+        return self._build(source, skip_bad_files)[1]
 
     def dataloaders(
         self,
@@ -118,9 +153,14 @@ class DataBlock:
         shuffle: bool = True,
         drop_last: bool | None = None,
         seed: int | None = None,
+        skip_bad_files: bool = False,
     ) -> DataLoaders:
-        """DataLoaders for training (shuffled, augmented) and validation from `source`."""
-        blocks, dsets = self._build(source)
+        """DataLoaders for training (shuffled, augmented) and validation from `source`.
+
+        `seed`: the same batches in the same order on every run, whatever `num_workers`;
+        `skip_bad_files`: see `datasets`.
+        """
+        blocks, dsets = self._build(source, skip_bad_files)
         return self._loaders(dsets, blocks, bs, num_workers, device, shuffle, drop_last, seed)
 
     def _loaders(
@@ -137,23 +177,32 @@ class DataBlock:
         item_tfms = block_tfms(blocks, "item_tfms") + self.item_tfms
         batch_tfms = block_tfms(blocks, "batch_tfms") + self.batch_tfms
         n_train = len(dsets.splits[0])
-        dl_kw: dict[str, Any] = {
-            "num_workers": num_workers,
-            "device": device,
-            "item_tfms": item_tfms,
-            "batch_tfms": batch_tfms,
-            "seed": seed,
-            "dsets": dsets,
-        }
         train = DataLoader(
             dsets.train,
             bs=bs,
             shuffle=shuffle,
             drop_last=(shuffle and n_train > bs) if drop_last is None else drop_last,
+            num_workers=num_workers,
+            device=device,
+            item_tfms=item_tfms,
+            batch_tfms=batch_tfms,
             split_idx=0,
-            **dl_kw,
+            seed=seed,
+            dsets=dsets,
         )
-        valid = DataLoader(dsets.valid, bs=bs, shuffle=False, drop_last=False, split_idx=1, **dl_kw)
+        valid = DataLoader(
+            dsets.valid,
+            bs=bs,
+            shuffle=False,
+            drop_last=False,
+            num_workers=num_workers,
+            device=device,
+            item_tfms=item_tfms,
+            batch_tfms=batch_tfms,
+            split_idx=1,
+            seed=seed,
+            dsets=dsets,
+        )
         # the loss comes from the last target block that brings one
         loss = next((b.loss for b in reversed(blocks[self.n_inp :]) if b.loss is not None), None)
         return DataLoaders(train, valid, loss_func=loss)
@@ -169,23 +218,37 @@ class DataBlock:
         def say(s: str = "") -> None:
             print(s, file=out)
 
+        def failed(step: str, got: str, e: Exception, where: str) -> ItemError:
+            say(f"    {step}: FAILED on {got}\n      {type(e).__name__}: {e}")
+            fix = "" if "help:" in str(e) else "\nhelp: fix that step for this kind of item (or the item)"
+            return ItemError(
+                f"DataBlock.summary: step {step!r} failed on {where}, which it received as {got}:\n"
+                f"  {type(e).__name__}: {e}{fix}"
+            )
+
         blocks = self._blocks()
         say("Setting up the data")
-        items = self._items(source)
-        say(f"  found {len(items)} items from {describe_item(source)}")
-        splits = self.splitter(items)
-        say(f"  split: {len(splits[0])} training, {len(splits[1])} validation ({type(self.splitter).__name__})")
+        try:
+            items = self._items(source)
+            say(f"  found {len(items)} items from {describe_item(source)}")
+            splits = self._split(items)
+        except Exception as e:
+            say(f"  FAILED while listing or splitting the items:\n    {type(e).__name__}: {e}")
+            raise
+        how = type(self.splitter).__name__
+        say(f"  split: {len(splits[0])} training, {len(splits[1])} validation ({how})")
         dsets = Datasets(items, self._element_tfms(blocks), splits=splits, n_inp=self.n_inp, do_setup=False)
         try:
             dsets.setup()
         except Exception as e:
-            say(f"  FAILED while setting up the pipelines on the training items: {e}")
+            say(f"  FAILED while setting up the pipelines on the training items:\n    {e}")
             raise
         for k, p in enumerate(dsets.pipelines):
             say(f"  element {k} ({'input' if k < self.n_inp else 'target'}): {p}")
 
         idx = splits[0][0]
         raw = get_item(items, idx)
+        where = f"item {idx} ({describe_item(raw)})"
         say(f"\nBuilding one item: item {idx} = {describe_item(raw)}")
         elems = []
         for k, p in enumerate(dsets.pipelines):
@@ -195,13 +258,8 @@ class DataBlock:
                 try:
                     x = t(x)
                 except Exception as e:
-                    say(f"    {t.name}: FAILED on {_show(x)}\n      {type(e).__name__}: {e}")
-                    raise ItemError(
-                        f"DataBlock.summary: step {t.name!r} of element {k} failed on item {idx} "
-                        f"({describe_item(raw)}), which it received as {_show(x)}: {e}\n"
-                        "help: fix that step (a getter or a block's transform) for this kind of item"
-                    ) from e
-                say(f"    {t.name:<24} -> {_show(x)}")
+                    raise failed(t.name, describe_value(x), e, f"{where}, element {k}") from e
+                say(f"    {t.name:<24} -> {describe_value(x)}")
             elems.append(x)
         item = tuple(elems)
 
@@ -212,9 +270,8 @@ class DataBlock:
             try:
                 item = t(item, split_idx=0)
             except Exception as e:
-                say(f"    {t.name}: FAILED on {_show(item)}\n      {type(e).__name__}: {e}")
-                raise ItemError(f"DataBlock.summary: item transform {t.name!r} failed: {e}") from e
-            say(f"    {t.name:<24} -> {_show(item)}")
+                raise failed(t.name, describe_value(item), e, where) from e
+            say(f"    {t.name:<24} -> {describe_value(item)}")
 
         n = min(bs, len(splits[0]))
         say(f"\nCollating {n} training items")
@@ -222,25 +279,14 @@ class DataBlock:
         try:
             b: tuple[Any, ...] = collate(batch_items)
         except Exception as e:
-            say(f"    collate: FAILED: {e}")
-            raise
-        say(f"    collate{'':<18} -> {_show(b)}")
-        b = to_device(b, dl.device)
+            raise failed("collate", f"{n} items", e, f"the first {n} training items") from e
+        say(f"    {'collate':<24} -> {describe_value(b)}")
+        b = _retype(to_device(b, dl.device), dl.types)
         say(f"\nBatch transforms (training, on {dl.device}): {dl.batch_tfms}")
-        b = _retype(b, dl.types)
         for t in dl.batch_tfms:
-            b = t(b, split_idx=0)
-            say(f"    {t.name:<24} -> {_show(b)}")
-        say(f"\nThe model receives plain tensors: {_show(tuple(strip_type(e) for e in b))}")
-
-
-def _show(x: Any) -> str:
-    if isinstance(x, tuple):
-        return "(" + ", ".join(_show(e) for e in x) + ")"
-    if isinstance(x, torch.Tensor):
-        shape = tuple(x.shape)
-        if x.ndim == 0:
-            return f"{type(x).__name__}({x.item()!r})"
-        return f"{type(x).__name__} {shape} {str(x.dtype).replace('torch.', '')}"
-    s = repr(x)
-    return f"{type(x).__name__} {s if len(s) < 60 else s[:57] + '...'}"
+            try:
+                b = t(b, split_idx=0)
+            except Exception as e:
+                raise failed(t.name, describe_value(b), e, f"a batch of {n} training items") from e
+            say(f"    {t.name:<24} -> {describe_value(b)}")
+        say(f"\nThe model receives plain tensors: {describe_value(tuple(strip_type(e) for e in b))}")

@@ -26,7 +26,9 @@ class BaseLoss(nn.Module):
     def __init__(self, reduction: str = "mean") -> None:
         super().__init__()
         if reduction not in _REDUCTIONS:
-            raise ValueError(f"{type(self).__name__}: reduction must be one of {_REDUCTIONS}, got {reduction!r}")
+            raise ValueError(
+                f"{type(self).__name__}: reduction must be one of {_REDUCTIONS}, got {reduction!r}"
+            )
         self.reduction = reduction
 
     def elementwise(self, pred: Tensor, targ: Tensor) -> Tensor:
@@ -52,7 +54,7 @@ class BaseLoss(nn.Module):
 
 @register_loss("loss.CrossEntropyLossFlat")
 class CrossEntropyLossFlat(BaseLoss):
-    """Cross entropy over the class dimension `axis` (1 for (B, C, H, W) outputs); targets are class indices."""
+    """Cross entropy over the class dimension `axis` (1 for (B, C, H, W) outputs); targets: class indices."""
 
     def __init__(self, axis: int = 1, label_smoothing: float = 0.0, reduction: str = "mean") -> None:
         super().__init__(reduction)

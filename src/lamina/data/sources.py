@@ -12,7 +12,7 @@ from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
-from lamina.core import register_function
+from lamina.core import MissingKeyError, register_function
 
 __all__ = [
     "IMAGE_EXTENSIONS",
@@ -96,7 +96,8 @@ def parent_label(o: str | os.PathLike[str]) -> str:
 
 
 class RegexLabeller:
-    """Label an item by the first group of `pat` matched on its name (`match=False`: searched in the path)."""
+    """Label an item by the first group of `pat`: `re.match` on its file name (`match=True`), or `re.search`
+    in its whole path or string (`match=False`)."""
 
     def __init__(self, pat: str, match: bool = False) -> None:
         self.pat = pat
@@ -104,7 +105,7 @@ class RegexLabeller:
         self._re = re.compile(pat)
 
     def __call__(self, o: Any) -> str:
-        s = str(o.name) if (isinstance(o, Path) and self.match) else str(o)
+        s = os.path.basename(os.fspath(o)) if self.match and isinstance(o, str | os.PathLike) else str(o)
         m = self._re.match(s) if self.match else self._re.search(s)
         if m is None:
             raise ValueError(
@@ -118,7 +119,11 @@ class ColReader:
     """Read column(s) of a pandas row; `pref`/`suff` wrap the value, `label_delim` splits it into labels."""
 
     def __init__(
-        self, cols: int | str | Sequence[int | str], pref: str | Path = "", suff: str = "", label_delim: str | None = None
+        self,
+        cols: int | str | Sequence[int | str],
+        pref: str | Path = "",
+        suff: str = "",
+        label_delim: str | None = None,
     ) -> None:
         self.cols = [cols] if isinstance(cols, int | str) else list(cols)
         self.pref = str(pref) + (os.sep if isinstance(pref, Path) else "")
@@ -130,14 +135,15 @@ class ColReader:
             v = row.iloc[c] if isinstance(c, int) else row[c]
         except (KeyError, IndexError) as e:
             cols = list(getattr(row, "index", []))
-            raise KeyError(
+            raise MissingKeyError(
                 f"ColReader: column {c!r} not found; the table has columns {cols}.\n"
                 "help: pass one of those names (or a position) to ColReader / fn_col / label_col"
             ) from e
         if self.pref or self.suff:
             v = f"{self.pref}{v}{self.suff}"
         if self.label_delim is not None:
-            v = [] if v is None or (isinstance(v, float) and v != v) else str(v).split(self.label_delim)
+            empty = v is None or (isinstance(v, float) and v != v)
+            v = [] if empty else [lbl for lbl in str(v).split(self.label_delim) if lbl]
         return v
 
     def __call__(self, row: Any) -> Any:
@@ -157,7 +163,9 @@ def using_attr(f: Callable[[Any], Any], attr: str) -> Callable[[Any], Any]:
 
 def _check_pct(name: str, pct: float) -> None:
     if not 0 <= pct < 1:
-        raise ValueError(f"{name}: valid_pct must be in [0, 1), got {pct}.\nhelp: e.g. 0.2 for 20% validation")
+        raise ValueError(
+            f"{name}: valid_pct must be in [0, 1), got {pct}.\nhelp: e.g. 0.2 for 20% validation"
+        )
 
 
 class RandomSplitter:
@@ -184,7 +192,10 @@ class IndexSplitter:
         valid = set(self.valid_idx)
         bad = [i for i in valid if not 0 <= i < len(items)]
         if bad:
-            raise IndexError(f"IndexSplitter: indices {bad[:5]} out of range for {len(items)} items")
+            raise IndexError(
+                f"IndexSplitter: valid indices {bad[:5]} out of range for {len(items)} items.\n"
+                f"help: give positions in [0, {len(items) - 1}]"
+            )
         return [i for i in range(len(items)) if i not in valid], sorted(valid)
 
 
@@ -221,12 +232,15 @@ class MaskSplitter:
 
     def __call__(self, items: Sequence[Any]) -> Splits:
         if len(self.mask) != len(items):
-            raise ValueError(f"MaskSplitter: mask has {len(self.mask)} values for {len(items)} items")
+            raise ValueError(
+                f"MaskSplitter: the mask has {len(self.mask)} values for {len(items)} items.\n"
+                "help: give one boolean per item (true: validation)"
+            )
         return FuncSplitter(lambda i: self.mask[i])(range(len(items)))
 
 
 class GrandparentSplitter:
-    """Split by the grandparent folder name: `train/cat/1.jpg` to training, `valid/cat/2.jpg` to validation."""
+    """Split by grandparent folder: `train/cat/1.jpg` goes to training, `valid/cat/2.jpg` to validation."""
 
     def __init__(self, train_name: str = "train", valid_name: str = "valid") -> None:
         self.train_name, self.valid_name = train_name, valid_name
@@ -254,7 +268,7 @@ class ColSplitter:
     def __call__(self, items: Any) -> Splits:
         cols = list(getattr(items, "columns", []))
         if isinstance(self.col, str) and self.col not in cols:
-            raise KeyError(
+            raise MissingKeyError(
                 f"ColSplitter: column {self.col!r} not found; the table has columns {cols}.\n"
                 "help: pass valid_col=<a boolean column>"
             )
@@ -264,9 +278,11 @@ class ColSplitter:
 
 
 class TrainTestSplitter:
-    """A random split of `test_size`, stratified by the labels `stratify` when given (same seed, same split)."""
+    """A random split of `test_size`, stratified by the labels `stratify` if given (same seed, same split)."""
 
-    def __init__(self, test_size: float = 0.2, seed: int | None = None, stratify: Sequence[Any] | None = None) -> None:
+    def __init__(
+        self, test_size: float = 0.2, seed: int | None = None, stratify: Sequence[Any] | None = None
+    ) -> None:
         _check_pct("TrainTestSplitter", test_size)
         self.test_size, self.seed, self.stratify = test_size, seed, stratify
 
@@ -274,7 +290,10 @@ class TrainTestSplitter:
         if self.stratify is None:
             return RandomSplitter(self.test_size, self.seed)(items)
         if len(self.stratify) != len(items):
-            raise ValueError(f"TrainTestSplitter: {len(self.stratify)} labels for {len(items)} items")
+            raise ValueError(
+                f"TrainTestSplitter: stratify has {len(self.stratify)} labels for {len(items)} items.\n"
+                "help: pass one label per item, in the order of the items"
+            )
         rng = random.Random(self.seed)
         groups: dict[Any, list[int]] = {}
         for i, lbl in enumerate(self.stratify):

@@ -1,24 +1,28 @@
 """Checkpoints: weights and optimizer state in one safetensors file, written atomically. Never pickle.
 
-Tensors go in the safetensors body (`model.<name>`, `opt.<param>.<key>`); everything else (optimizer
-hyper-parameters, step counters, training position) is JSON in the file's metadata.
+Tensors go in the safetensors body (`model.<name>`, `opt.<param>.<key>`, `extra.<name>`); everything else
+(optimizer hyper-parameters, step counters, training position) is JSON in the file's metadata.
 """
 
 from __future__ import annotations
 
 import json
 import os
-import tempfile
+import secrets
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import torch
 from safetensors.torch import load_file, save_file
 
+from lamina.train.distributed import unwrap_model
+
 if TYPE_CHECKING:
     from lamina.train.learner import Learner
 
 __all__ = [
+    "apply_checkpoint",
     "atomic_write_bytes",
     "checkpoint_path",
     "load_checkpoint",
@@ -39,17 +43,25 @@ def checkpoint_path(learn: Learner, name: str | Path) -> Path:
     return learn.path / learn.model_dir / f"{name}.safetensors"
 
 
-def atomic_write_bytes(path: Path, write: Any) -> None:
-    """Call `write(tmp_path)`, then rename into `path`: readers never see half a file."""
+def atomic_write_bytes(path: Path, write: Callable[[str], Any]) -> None:
+    """Call `write(tmp_path)`, flush it to disk, then rename it to `path`: readers (and a run interrupted
+    by Ctrl-C or a crash) never see half a file, and the previous file stays until the new one is whole."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
+    while True:  # a fresh name, created with the usual permissions (umask), unlike mkstemp's 0600
+        tmp = path.parent / f".{path.name}.{secrets.token_hex(6)}.tmp"
+        try:
+            os.close(os.open(tmp, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o666))
+            break
+        except FileExistsError:
+            continue
     try:
-        write(tmp)
+        write(str(tmp))
+        with open(tmp, "rb+") as f:
+            os.fsync(f.fileno())
         os.replace(tmp, path)
     except BaseException:
-        if os.path.exists(tmp):
-            os.remove(tmp)
+        if tmp.exists():
+            tmp.unlink()
         raise
 
 
@@ -68,7 +80,9 @@ def optimizer_state(opt: torch.optim.Optimizer) -> tuple[dict[str, torch.Tensor]
     return tensors, {"param_groups": groups, "scalars": scalars}
 
 
-def _load_optimizer_state(opt: torch.optim.Optimizer, tensors: dict[str, torch.Tensor], meta: dict[str, Any]) -> None:
+def _load_optimizer_state(
+    opt: torch.optim.Optimizer, tensors: dict[str, torch.Tensor], meta: dict[str, Any]
+) -> None:
     state: dict[int, dict[str, Any]] = {}
     for key, t in tensors.items():
         _, pid, k = key.split(".", 2)
@@ -91,9 +105,14 @@ def save_checkpoint(
     extra: dict[str, Any] | None = None,
     extra_tensors: dict[str, torch.Tensor] | None = None,
 ) -> Path:
-    """Write the model's weights (and optimizer state) to one safetensors file, atomically."""
+    """Write the model's weights (and optimizer state) to one safetensors file, atomically.
+
+    `extra` is JSON data and `extra_tensors` tensors stored alongside (a `ResumeCallback` keeps the
+    training position and the random states there).
+    """
     path = checkpoint_path(learn, name)
-    tensors = {f"model.{k}": v.detach().cpu().contiguous() for k, v in learn.model.state_dict().items()}
+    model = unwrap_model(learn.model)
+    tensors = {f"model.{k}": v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
     meta: dict[str, Any] = {"format": FORMAT, "format_version": FORMAT_VERSION, "with_opt": False}
     if with_opt and learn.opt is not None:
         opt_tensors, opt_meta = optimizer_state(learn.opt)
@@ -103,14 +122,17 @@ def save_checkpoint(
         meta["extra"] = extra
     for k, v in (extra_tensors or {}).items():
         tensors[f"extra.{k}"] = v.detach().cpu().contiguous()
-    atomic_write_bytes(path, lambda tmp: save_file(tensors, tmp, metadata={"lamina": json.dumps(meta)}))
+    doc = json.dumps(meta)
+    atomic_write_bytes(path, lambda tmp: save_file(tensors, tmp, metadata={"lamina": doc}))
     return path
 
 
 def read_checkpoint(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
     """The tensors and the JSON metadata of a checkpoint file, with a clear error for anything else."""
     if not path.exists():
-        raise FileNotFoundError(f"checkpoint {str(path)!r} not found.\nhelp: check the name given to learn.save")
+        raise FileNotFoundError(
+            f"checkpoint {str(path)!r} not found.\nhelp: check the name given to learn.save"
+        )
     from safetensors import safe_open
 
     try:
@@ -118,30 +140,61 @@ def read_checkpoint(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, Any]
             raw = (f.metadata() or {}).get("lamina")
         tensors = load_file(str(path))
     except Exception as e:
-        raise ValueError(f"{str(path)!r} is not a readable safetensors checkpoint: {e}") from e
-    if raw is None:
-        raise ValueError(f"{str(path)!r} is a safetensors file but not a lamina checkpoint (no 'lamina' metadata)")
-    meta = json.loads(raw)
-    if meta.get("format") != FORMAT or int(meta.get("format_version", 0)) > FORMAT_VERSION:
         raise ValueError(
-            f"{str(path)!r}: checkpoint format {meta.get('format')!r} v{meta.get('format_version')} is not supported "
+            f"{str(path)!r} is not a readable safetensors checkpoint: {e}\n"
+            "help: the file is damaged or was not written by learn.save (lamina never reads pickles)"
+        ) from e
+    if raw is None:
+        raise ValueError(
+            f"{str(path)!r} is a safetensors file but not a lamina checkpoint (no 'lamina' metadata).\n"
+            "help: load plain weights with safetensors.torch.load_file and model.load_state_dict"
+        )
+    try:
+        meta = json.loads(raw)
+    except json.JSONDecodeError as e:
+        raise ValueError(f"{str(path)!r}: the checkpoint's metadata is not valid JSON: {e}") from e
+    if not isinstance(meta, dict) or meta.get("format") != FORMAT:
+        raise ValueError(f"{str(path)!r}: not a {FORMAT} file (format field)")
+    version = meta.get("format_version")
+    if not isinstance(version, int) or version > FORMAT_VERSION:
+        raise ValueError(
+            f"{str(path)!r}: checkpoint format v{version} is not supported "
             f"(this lamina reads {FORMAT} up to v{FORMAT_VERSION}).\nhelp: upgrade lamina"
         )
     return tensors, meta
 
 
-def load_checkpoint(learn: Learner, name: str | Path, with_opt: bool = True, strict: bool = True) -> dict[str, Any]:
-    """Load weights (and optimizer state) saved by `save_checkpoint`; returns the metadata."""
-    path = checkpoint_path(learn, name)
-    tensors, meta = read_checkpoint(path)
+def apply_checkpoint(
+    learn: Learner,
+    tensors: dict[str, torch.Tensor],
+    meta: dict[str, Any],
+    with_opt: bool = True,
+    strict: bool = True,
+) -> None:
+    """Put a read checkpoint's weights (and optimizer state) into `learn`."""
+    model = unwrap_model(learn.model)
     model_sd = {k[len("model.") :]: v for k, v in tensors.items() if k.startswith("model.")}
-    device = next(learn.model.parameters(), torch.empty(0)).device
-    learn.model.load_state_dict({k: v.to(device) for k, v in model_sd.items()}, strict=strict)
+    device = next(model.parameters(), torch.empty(0)).device
+    model.load_state_dict({k: v.to(device) for k, v in model_sd.items()}, strict=strict)
     if with_opt and meta.get("with_opt"):
         if learn.opt is None:
             learn.create_opt()
         assert learn.opt is not None
         # torch's load_state_dict moves each state tensor to its parameter's device (and keeps `step` right)
         opt_tensors = {k: v for k, v in tensors.items() if k.startswith("opt.")}
-        _load_optimizer_state(learn.opt, opt_tensors, meta["opt"])
+        try:
+            _load_optimizer_state(learn.opt, opt_tensors, meta["opt"])
+        except (ValueError, KeyError) as e:
+            raise ValueError(
+                f"checkpoint: the optimizer state does not fit this learner's optimizer: {e}\n"
+                "help: use the same splitter and freeze state as when saving, or load with with_opt=False"
+            ) from e
+
+
+def load_checkpoint(
+    learn: Learner, name: str | Path, with_opt: bool = True, strict: bool = True
+) -> dict[str, Any]:
+    """Load weights (and optimizer state) saved by `save_checkpoint`; returns the metadata."""
+    tensors, meta = read_checkpoint(checkpoint_path(learn, name))
+    apply_checkpoint(learn, tensors, meta, with_opt=with_opt, strict=strict)
     return meta

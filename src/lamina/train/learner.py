@@ -15,8 +15,10 @@ from typing import TYPE_CHECKING, Any
 import torch
 from torch import Tensor, nn
 
+from lamina.core import TensorBBox, TensorMask, TensorPoint
 from lamina.data import DataLoader, DataLoaders
 from lamina.train.callback import (
+    CANCEL_EVENTS,
     EVENTS,
     Callback,
     CancelBatch,
@@ -26,6 +28,7 @@ from lamina.train.callback import (
     CancelTrain,
     CancelValid,
 )
+from lamina.train.distributed import env_world_size, is_main_process, unwrap_model
 from lamina.train.metrics import Metric, as_metric
 from lamina.train.optim import (
     LrLike,
@@ -37,13 +40,34 @@ from lamina.train.optim import (
 )
 
 if TYPE_CHECKING:
+    from accelerate import Accelerator
     from matplotlib.figure import Figure
+
+    from lamina.train.distributed import DistributedRun
 
 __all__ = ["Learner"]
 
 _BN = nn.modules.batchnorm._BatchNorm
 Splitter = Callable[[nn.Module], Sequence[Sequence[nn.Parameter]]]
 MetricLike = Metric | Callable[[Tensor, Tensor], Tensor] | Any
+AnyLoader = DataLoader | Iterable[tuple[Tensor, ...]]
+
+# events of one batch: only these honour a callback's run_train / run_valid
+_BATCH_EVENTS = frozenset(
+    {
+        "before_batch",
+        "after_pred",
+        "after_loss",
+        "before_backward",
+        "after_backward",
+        "before_step",
+        "after_step",
+        "after_batch",
+        "after_cancel_batch",
+        "after_cancel_step",
+    }
+)
+_ALL_EVENTS = frozenset(EVENTS) | frozenset(CANCEL_EVENTS)
 
 
 def _as_list(x: Any) -> list[Any]:
@@ -80,7 +104,7 @@ class Learner:
         default_cbs: bool = True,
     ) -> None:
         self.dls = dls
-        self.model = model.to(dls.device)
+        self.model: nn.Module = model.to(dls.device)
         if loss_func is None:
             loss_func = dls.loss_func
             if loss_func is None:
@@ -89,21 +113,23 @@ class Learner:
                     "help: pass loss_func=..., e.g. torch.nn.CrossEntropyLoss()"
                 )
         self.loss_func = loss_func
-        self.opt_func, self.lr, self.wd, self.wd_bn_bias, self.train_bn = opt_func, lr, wd, wd_bn_bias, train_bn
+        self.opt_func, self.lr, self.wd = opt_func, lr, wd
+        self.wd_bn_bias, self.train_bn = wd_bn_bias, train_bn
         self.splitter = splitter
         self.metrics: list[Metric] = [as_metric(m) for m in _as_list(metrics)]
         self.path, self.model_dir = Path(path), Path(model_dir)
         self.opt: torch.optim.Optimizer | None = None
         # loop state, read and written by callbacks
-        self.epoch, self.n_epoch, self.iter, self.n_iter = 0, 1, 0, 0
+        self.epoch, self.n_epoch, self.start_epoch, self.iter, self.n_iter = 0, 1, 0, 0, 0
         self.train_iter, self.pct_train, self.training = 0, 0.0, False
-        self.dl: DataLoader | Iterable[tuple[Tensor, ...]] = dls.train
+        self.dl: AnyLoader = dls.train
         self.xb: tuple[Tensor, ...] = ()
         self.yb: tuple[Tensor, ...] = ()
         self.pred: Any = None
         self.loss: Tensor = torch.zeros(())
         self.cbs: list[Callback] = []
-        self._events: dict[str, list[tuple[Callback, Callable[[], None]]]] = {}
+        self._events: dict[str, list[tuple[Callback, Callable[[], None], bool]]] = {}
+        self._dist: DistributedRun | None = None
         if default_cbs:
             from lamina.train.callbacks.progress import ProgressCallback
             from lamina.train.callbacks.recorder import Recorder
@@ -111,9 +137,9 @@ class Learner:
             self.add_cbs([Recorder(), ProgressCallback()])
         self.add_cbs(_as_list(cbs))
 
-    # -- callbacks ---------------------------------------------------------------------------------------------
+    # -- callbacks -------------------------------------------------------------------------------------------
     def add_cb(self, cb: Callback | type[Callback]) -> Learner:
-        """Add a callback (a class is instantiated); it becomes `learn.<cb.name>` too."""
+        """Add a callback (a class is instantiated); callbacks run in increasing `order`, then as added."""
         if isinstance(cb, type):
             cb = cb()
         cb.learn = self
@@ -162,17 +188,17 @@ class Learner:
         return self.get_cb(Recorder)
 
     def _index_events(self) -> None:
-        # per event, only the callbacks that override it: nothing is called for events a callback ignores
+        # per event, only the callbacks that define it: nothing is called for events a callback ignores
         self._events = {}
         for cb in self.cbs:
             for ev in dir(type(cb)):
-                if (ev in EVENTS or ev.startswith("after_cancel_")) and callable(getattr(type(cb), ev, None)):
-                    self._events.setdefault(ev, []).append((cb, getattr(cb, ev)))
+                if ev in _ALL_EVENTS and callable(getattr(type(cb), ev, None)):
+                    self._events.setdefault(ev, []).append((cb, getattr(cb, ev), ev in _BATCH_EVENTS))
 
     def __call__(self, event: str) -> None:
-        """Fire `event` on the callbacks that implement it, honouring their run_train/run_valid."""
-        for cb, f in self._events.get(event, ()):
-            if cb.run_train if self.training else cb.run_valid:
+        """Fire `event` on the callbacks that define it; batch events honour `run_train` / `run_valid`."""
+        for cb, f, per_batch in self._events.get(event, ()):
+            if not per_batch or (cb.run_train if self.training else cb.run_valid):
                 f()
 
     def _with_events(self, f: Callable[[], None], name: str, cancel: type[Exception]) -> None:
@@ -183,15 +209,20 @@ class Learner:
             self(f"after_cancel_{name}")
         self(f"after_{name}")
 
-    # -- optimizer and parameter groups --------------------------------------------------------------------------
+    # -- optimizer and parameter groups ----------------------------------------------------------------------
     def param_groups(self) -> list[list[nn.Parameter]]:
-        return [list(g) for g in self.splitter(self.model)]
+        """The splitter's groups of the (unwrapped) model, body first, head last."""
+        return [list(g) for g in self.splitter(unwrap_model(self.model))]
 
     def create_opt(self) -> None:
         """A fresh optimizer over the splitter's groups, all at `self.lr`."""
         groups = self.param_groups()
-        no_decay = set() if self.wd_bn_bias else norm_and_bias_params(self.model)
+        model = unwrap_model(self.model)
+        no_decay = set() if self.wd_bn_bias else norm_and_bias_params(model)
         self.opt = make_optimizer(self.opt_func, groups, no_decay, [self.lr] * len(groups), self.wd)
+        # a group takes weight decay when its parameters may: also when wd is 0 now and set later
+        for g in self.opt.param_groups:
+            g["lamina_wd"] = not any(id(p) in no_decay for p in g["params"])
 
     @property
     def n_groups(self) -> int:
@@ -205,7 +236,7 @@ class Learner:
         return self.opt
 
     def set_hyper(self, name: str, values: Sequence[Any]) -> None:
-        """Set a hyper-parameter (lr, betas, momentum, weight_decay) per model group."""
+        """Set a hyper-parameter (lr, mom, weight_decay, or any key of the torch groups) per model group."""
         for g in self._opt.param_groups:
             v = values[int(g["lamina_group"])]
             if name == "weight_decay" and not g["lamina_wd"]:
@@ -226,8 +257,9 @@ class Learner:
         when `train_bn` (they adapt the frozen body to the new data at almost no cost)."""
         groups = self.param_groups()
         n = n % len(groups) if n < 0 else min(n, len(groups))
+        model = unwrap_model(self.model)
         bn_ids = (
-            {id(p) for m in self.model.modules() if isinstance(m, _BN) for p in m.parameters(recurse=False)}
+            {id(p) for m in model.modules() if isinstance(m, _BN) for p in m.parameters(recurse=False)}
             if self.train_bn
             else set()
         )
@@ -235,6 +267,8 @@ class Learner:
             for p in g:
                 p.requires_grad_(i >= n or id(p) in bn_ids)
         self.create_opt()
+        if self._dist is not None:  # DDP fixes the set of trainable parameters when it wraps the model
+            self._dist.rewrap(self)
 
     def freeze(self) -> None:
         """Train only the last group (the head)."""
@@ -243,7 +277,59 @@ class Learner:
     def unfreeze(self) -> None:
         self.freeze_to(0)
 
-    # -- the loop ----------------------------------------------------------------------------------------------
+    # -- distributed -----------------------------------------------------------------------------------------
+    @contextlib.contextmanager
+    def distributed(self, find_unused_parameters: bool = False) -> Iterator[Learner]:
+        """Data-parallel training across the processes of `accelerate launch` / `torchrun` (Accelerate + DDP).
+
+        Inside, `learn.model` is the DDP-wrapped model, each process gets its own shard of the training and
+        validation sets (`bs` is per process), metrics and `get_preds` gather every process's items, and
+        only the main process prints and writes files. In a single process it changes nothing. `fit`
+        enters it by itself when the environment says WORLD_SIZE > 1; see `lamina.train.distributed`.
+
+        >>> with learn.distributed():   # doctest: +SKIP
+        ...     learn.fit_one_cycle(3, 1e-3)
+        """
+        if self._dist is not None:
+            yield self
+            return
+        from lamina.train.distributed import DistributedRun
+
+        run = DistributedRun.start(self, find_unused_parameters=find_unused_parameters)
+        self._dist = run
+        try:
+            yield self
+        finally:
+            self._dist = None
+            run.stop(self)
+
+    @property
+    def accelerator(self) -> Accelerator | None:
+        """The Accelerate `Accelerator` inside `learn.distributed()`, else None."""
+        return self._dist.accelerator if self._dist is not None else None
+
+    @property
+    def is_main_process(self) -> bool:
+        """True in a single process, and in the process of rank 0 of a distributed run."""
+        return self._dist.rank == 0 if self._dist is not None else is_main_process()
+
+    def no_sync(self) -> contextlib.AbstractContextManager[None]:
+        """No gradient all-reduce for the backward passes inside (gradient accumulation's non-stepping
+        batches); a no-op outside `learn.distributed()`."""
+        acc = self.accelerator
+        if acc is None:
+            return contextlib.nullcontext()
+        return acc.no_sync(self.model)
+
+    def n_batches(self, dl: AnyLoader) -> int:
+        """Batches in one pass over `dl` in this process (a shard of it in a distributed run)."""
+        if self._dist is not None:
+            n = self._dist.n_batches(dl)
+            if n is not None:
+                return n
+        return len(dl)  # type: ignore[arg-type]
+
+    # -- the loop --------------------------------------------------------------------------------------------
     def fit(
         self,
         n_epoch: int,
@@ -253,9 +339,16 @@ class Learner:
         reset_opt: bool = False,
         start_epoch: int = 0,
     ) -> None:
-        """Train for `n_epoch` epochs at a constant learning rate (schedules are callbacks)."""
+        """Train for `n_epoch` epochs at a constant learning rate (schedules are callbacks).
+
+        `start_epoch` skips the first epochs (a `ResumeCallback` sets it from its checkpoint).
+        """
         if n_epoch < 1:
-            raise ValueError(f"fit: n_epoch must be >= 1, got {n_epoch}")
+            raise ValueError(f"fit: n_epoch must be >= 1, got {n_epoch}.\nhelp: train for at least one epoch")
+        if self._dist is None and env_world_size() > 1:
+            with self.distributed():
+                self.fit(n_epoch, lr=lr, wd=wd, cbs=cbs, reset_opt=reset_opt, start_epoch=start_epoch)
+            return
         with self.added_cbs(cbs):
             if reset_opt or self.opt is None:
                 self.create_opt()
@@ -265,7 +358,7 @@ class Learner:
                 self.wd = wd
                 self.set_hyper("weight_decay", [wd] * self.n_groups)
             self.n_epoch, self.start_epoch = n_epoch, start_epoch
-            self.n_iter = len(self.dls.train)
+            self.n_iter = self.n_batches(self.dls.train)
             self.train_iter = start_epoch * self.n_iter
             self._with_events(self._do_fit, "fit", CancelFit)
 
@@ -276,13 +369,20 @@ class Learner:
 
     def _do_epoch(self) -> None:
         self.dl = self.dls.train
+        self.training = True
+        self.model.train()
         self._with_events(self._do_train, "train", CancelTrain)
-        self.dl = self.dls.valid
+        if self._dist is not None:
+            self._dist.sync_buffers(self.model)
+        self._run_validate(self.dls.valid)
+
+    def _run_validate(self, dl: AnyLoader) -> None:
+        self.dl = dl
+        self.training = False
+        self.model.eval()
         self._with_events(self._do_validate, "validate", CancelValid)
 
     def _do_train(self) -> None:
-        self.training = True
-        self.model.train()
         total = self.n_epoch * max(1, self.n_iter)
         for i, b in enumerate(self.dl):
             self.iter = i
@@ -291,8 +391,6 @@ class Learner:
             self.train_iter += 1
 
     def _do_validate(self) -> None:
-        self.training = False
-        self.model.eval()
         with torch.no_grad():
             for i, b in enumerate(self.dl):
                 self.iter = i
@@ -304,7 +402,11 @@ class Learner:
         self._with_events(self._do_one_batch, "batch", CancelBatch)
 
     def _do_one_batch(self) -> None:
-        self.pred = self.model(*self.xb)
+        model = self.model
+        if not self.training and self._dist is not None:
+            # validation shards differ in length: forward without DDP, whose forward may communicate
+            model = self._dist.local_model(model)
+        self.pred = model(*self.xb)
         self("after_pred")
         if not self.yb:
             return
@@ -322,7 +424,7 @@ class Learner:
         opt.step()
         opt.zero_grad(set_to_none=True)
 
-    # -- schedules ---------------------------------------------------------------------------------------------
+    # -- schedules -------------------------------------------------------------------------------------------
     def fit_one_cycle(
         self,
         n_epoch: int,
@@ -360,7 +462,8 @@ class Learner:
         if self.opt is None:
             self.create_opt()
         lrs = spread_lr(self.lr if lr is None else lr, self.n_groups)
-        self.fit(n_epoch, wd=wd, cbs=[flat_cos_scheduler(lrs, div_final=div_final, pct_start=pct_start), *_as_list(cbs)])
+        sched = flat_cos_scheduler(lrs, div_final=div_final, pct_start=pct_start)
+        self.fit(n_epoch, wd=wd, cbs=[sched, *_as_list(cbs)])
 
     def fine_tune(
         self,
@@ -371,15 +474,21 @@ class Learner:
         pct_start: float = 0.3,
         div: float = 5.0,
         wd: float | None = None,
+        cbs: Callback | Sequence[Callback] | None = None,
     ) -> None:
-        """Transfer learning: train the head with the body frozen, then everything with discriminative rates."""
+        """Transfer learning: train the head with the body frozen, then everything with discriminative rates.
+
+        `cbs` are added to both fits.
+        """
         self.freeze()
-        self.fit_one_cycle(freeze_epochs, slice(base_lr), pct_start=0.99, wd=wd)
+        self.fit_one_cycle(freeze_epochs, slice(base_lr), pct_start=0.99, wd=wd, cbs=cbs)
         base_lr /= 2
         self.unfreeze()
-        self.fit_one_cycle(epochs, slice(base_lr / lr_mult, base_lr), pct_start=pct_start, div=div, wd=wd)
+        self.fit_one_cycle(
+            epochs, slice(base_lr / lr_mult, base_lr), pct_start=pct_start, div=div, wd=wd, cbs=cbs
+        )
 
-    # -- conveniences over callbacks ---------------------------------------------------------------------------
+    # -- conveniences over callbacks -------------------------------------------------------------------------
     def to_bf16(self) -> Learner:
         """Train in bfloat16 autocast (no loss scaling needed)."""
         from lamina.train.callbacks.precision import MixedPrecision
@@ -408,49 +517,54 @@ class Learner:
         stop_div: bool = True,
     ) -> Any:
         """Train briefly with an exponentially growing learning rate, restore the weights, and return
-        suggested learning rates (valley, steepest, minimum); `learn.recorder.plot_lr_find()` shows the curve."""
+        suggested learning rates (valley, steepest, minimum); `learn.recorder.plot_lr_find()` plots them."""
         from lamina.train.callbacks.lr_find import lr_find
 
         return lr_find(self, start_lr=start_lr, end_lr=end_lr, num_it=num_it, stop_div=stop_div)
 
-    # -- evaluation and prediction ----------------------------------------------------------------------------
-    def validate(self, dl: DataLoader | Iterable[tuple[Tensor, ...]] | None = None) -> list[float]:
-        """[valid loss, *metrics] on `dl` (the validation set by default)."""
-        self.dl = dl or self.dls.valid
-        self._with_events(self._do_validate, "validate", CancelValid)
-        return list(self.recorder.last_valid) if self.recorder is not None else []
+    # -- evaluation and prediction ---------------------------------------------------------------------------
+    def validate(self, dl: AnyLoader | None = None) -> list[float]:
+        """[valid loss, *metrics] on `dl` (the validation set by default); [] when `dl` has no targets."""
+        self._run_validate(dl if dl is not None else self.dls.valid)
+        rec = self.recorder
+        return list(rec.last_valid) if rec is not None else []
 
     def get_preds(
         self,
-        dl: DataLoader | Iterable[tuple[Tensor, ...]] | None = None,
+        dl: AnyLoader | None = None,
         with_input: bool = False,
         with_decoded: bool = False,
         with_loss: bool = False,
         act: Callable[[Tensor], Tensor] | None = None,
     ) -> tuple[Any, ...]:
-        """Predictions (after the loss's activation) and targets for every item of `dl`, in order.
+        """Predictions (after the loss's activation) and targets for every item of `dl`, in order, on the CPU.
 
-        Returns (preds, targs) and, on request, decoded predictions, per-item losses and inputs (in that
-        order: inputs first): `(inputs?, preds, targs, decoded?, losses?)`.
+        Returns `(inputs?, preds, targs, decoded?, losses?)`: inputs (a tuple, one tensor per model input)
+        first when `with_input`, decoded predictions and per-item losses last when asked for. `targs` is
+        None when `dl` has no targets. In a distributed run every process gets every item once.
         """
         from lamina.train.callbacks.gather import GatherPreds
 
         gather = GatherPreds(with_input=with_input, with_loss=with_loss)
-        self.dl = dl or self.dls.valid
+        dl = dl if dl is not None else self.dls.valid
         with self.added_cbs([gather]):
-            self._with_events(self._do_validate, "validate", CancelValid)
-        preds = gather.preds()
+            self._run_validate(dl)
+        preds, targs = gather.preds(), gather.targets()
+        inputs = gather.inputs() if with_input else ()
+        losses = gather.losses() if with_loss else None
+        if self._dist is not None and self._dist.is_sharded(dl):
+            preds, targs, inputs, losses = self._dist.gather_preds(preds, targs, inputs, losses)
         activation = act or getattr(self.loss_func, "activation", None)
         if activation is not None:
             preds = activation(preds)
-        out: list[Any] = [preds, gather.targets()]
+        out: list[Any] = [preds, targs]
         if with_decoded:
             decodes = getattr(self.loss_func, "decodes", None)
             out.append(decodes(preds) if decodes is not None else preds)
         if with_loss:
-            out.append(gather.losses())
+            out.append(losses)
         if with_input:
-            out.insert(0, gather.inputs())
+            out.insert(0, inputs)
         return tuple(out)
 
     def predict(self, item: Any) -> tuple[Any, Tensor, Tensor]:
@@ -462,24 +576,35 @@ class Learner:
         target = decoded[n] if len(decoded) > n else decoded[-1]
         return target, dec[0], preds[0]
 
-    def show_results(self, max_n: int = 9, dl: DataLoader | None = None, figsize: tuple[float, float] | None = None) -> Figure:
+    def show_results(
+        self, max_n: int = 9, dl: DataLoader | None = None, figsize: tuple[float, float] | None = None
+    ) -> Figure:
         """A grid of validation items: each input with its target and (below) the prediction."""
         from lamina.data.loader import show_items
 
-        dl = dl or self.dls.valid
+        dl = dl if dl is not None else self.dls.valid
         b = tuple(e[:max_n] for e in dl.one_batch())
         n = self.dls.n_inp
         inp, _, targs, dec = self.get_preds(dl=[b], with_input=True, with_decoded=True)
         actual = dl.decode_batch((*inp[:n], targs), max_n=max_n)
         predicted = dl.decode_batch((*inp[:n], dec), max_n=max_n)
+        if len(dl.batch_types) > n and issubclass(dl.batch_types[n], TensorMask | TensorPoint | TensorBBox):
+            # pictures as targets: target and prediction side by side, each drawn over its input
+            pairs = [it for pair in zip(actual, predicted, strict=True) for it in pair]
+            return show_items(pairs, ncols=2, titles=["target", "prediction"] * len(actual), figsize=figsize)
         titles = [f"pred: {p[n] if len(p) > n else p[-1]}" for p in predicted]
         return show_items(actual, titles=titles, figsize=figsize)
 
-    # -- persistence -------------------------------------------------------------------------------------------
+    # -- persistence -----------------------------------------------------------------------------------------
     def save(self, name: str | Path, with_opt: bool = True) -> Path:
-        """Checkpoint the weights (and optimizer state) to `path/model_dir/name.safetensors`, atomically."""
-        from lamina.train.checkpoint import save_checkpoint
+        """Checkpoint the weights (and optimizer state) to `path/model_dir/name.safetensors`, atomically.
 
+        In a distributed run only the main process writes (the others return the same path).
+        """
+        from lamina.train.checkpoint import checkpoint_path, save_checkpoint
+
+        if not self.is_main_process:
+            return checkpoint_path(self, name)
         return save_checkpoint(self, name, with_opt=with_opt)
 
     def load(self, name: str | Path, with_opt: bool = True, strict: bool = True) -> Learner:
@@ -490,10 +615,15 @@ class Learner:
         return self
 
     def export(self, path: str | Path = "export.lamina") -> Path:
-        """Write a portable, pickle-free file (safetensors weights + a JSON recipe) for `load_learner`."""
+        """Write a portable, pickle-free file (safetensors weights + a JSON recipe) for `load_learner`.
+
+        In a distributed run only the main process writes.
+        """
         from lamina.train.export import export_learner
 
+        if not self.is_main_process:
+            return Path(path)
         return export_learner(self, path)
 
     def __repr__(self) -> str:
-        return f"Learner(model={type(self.model).__name__}, cbs={self.cbs})"
+        return f"Learner(model={type(unwrap_model(self.model)).__name__}, cbs={self.cbs})"

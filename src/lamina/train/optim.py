@@ -26,7 +26,12 @@ __all__ = [
 
 LrLike = float | slice | Sequence[float]
 OptFactory = Callable[..., torch.optim.Optimizer]
-_NORM_TYPES = (nn.modules.batchnorm._BatchNorm, nn.GroupNorm, nn.LayerNorm, nn.modules.instancenorm._InstanceNorm)
+_NORM_TYPES = (
+    nn.modules.batchnorm._BatchNorm,
+    nn.GroupNorm,
+    nn.LayerNorm,
+    nn.modules.instancenorm._InstanceNorm,
+)
 
 
 def default_splitter(model: nn.Module) -> list[list[nn.Parameter]]:
@@ -83,7 +88,9 @@ def make_optimizer(
         nodecay = [p for p in params if id(p) in no_decay]
         for ps, w in ((decay, wd), (nodecay, 0.0)):
             if ps:
-                param_groups.append({"params": ps, "lr": lr, "weight_decay": w, "lamina_group": gi, "lamina_wd": w > 0})
+                param_groups.append(
+                    {"params": ps, "lr": lr, "weight_decay": w, "lamina_group": gi, "lamina_wd": w > 0}
+                )
     kwargs = dict(opt_kwargs or {})
     all_params = [p for g in groups for p in g]
     if (

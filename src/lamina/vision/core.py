@@ -93,7 +93,10 @@ def _decode_bytes(data: bytes, mode: str, name: str) -> torch.Tensor:
     from torchvision.io import ImageReadMode, decode_image
 
     # fast path: JPEG and 8-bit PNG through torchvision; anything unusual through Pillow
-    if data[:3] == b"\xff\xd8\xff" or (data[:8] == b"\x89PNG\r\n\x1a\n" and data[24:25] == b"\x08"):
+    # (PNG: 8-bit grey or RGB only; transparency and palettes go through Pillow, which composites on white)
+    if data[:3] == b"\xff\xd8\xff" or (
+        data[:8] == b"\x89PNG\r\n\x1a\n" and data[24] == 8 and data[25] in (0, 2)
+    ):
         try:
             buf = torch.frombuffer(bytearray(data), dtype=torch.uint8)
             rm = ImageReadMode.RGB if mode == "RGB" else ImageReadMode.GRAY
@@ -154,7 +157,7 @@ class DecodeImage(Transform):
         return "decode_image"
 
     def encodes(self, o: object) -> TensorImage:
-        t = load_image(o, self.mode)  # type: ignore[arg-type]
+        t = load_image(o, self.mode)
         return t.as_subclass(TensorImageBW if self.mode == "L" else TensorImage)
 
     def to_config(self) -> dict[str, Any]:
@@ -183,7 +186,7 @@ class DecodeMask(Transform):
         else:
             from PIL import Image
 
-            src = o if hasattr(o, "convert") else Image.open(o)  # type: ignore[arg-type]
+            src: Any = o if hasattr(o, "convert") else Image.open(o)  # type: ignore[arg-type]
             # palette masks keep their indices; others are read as grey levels (the code of each pixel)
             arr = np.asarray(src if src.mode in ("P", "L", "I") else src.convert("L"))
             m = torch.from_numpy(arr.astype(np.int64))

@@ -62,7 +62,8 @@ class ImageDataLoaders:
         if folders is not None and not all((root / f).is_dir() for f in folders):
             present = sorted(p.name for p in root.iterdir() if p.is_dir())[:10] if root.is_dir() else []
             raise FileNotFoundError(
-                f"ImageDataLoaders.from_folder: expected sub-folders {folders!r} in {str(root)!r}; found {present}.\n"
+                f"ImageDataLoaders.from_folder: expected sub-folders {folders!r} in {str(root)!r}; "
+                f"found {present}.\n"
                 "help: for a folder of class sub-folders without a train/valid split, pass valid_pct=0.2"
             )
 

@@ -74,7 +74,9 @@ def vision_learner(
     stats: tuple[Sequence[float], Sequence[float]] = imagenet_stats
     if isinstance(arch, str):
         model = create_vision_model(arch, n_out, n_in=n_in, lin_ftrs=lin_ftrs, ps=ps, concat_pool=concat_pool)
-        got = load_pretrained_body(model[0], str(pretrained) if isinstance(pretrained, Path) else pretrained, arch, n_in)
+        got = load_pretrained_body(
+            model[0], str(pretrained) if isinstance(pretrained, Path) else pretrained, arch, n_in
+        )
         if got:
             half = len(got) // 2
             stats = (got[:half], got[half:])

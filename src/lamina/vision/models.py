@@ -6,6 +6,7 @@ it again (with no pretrained download) before filling in the saved weights.
 
 from __future__ import annotations
 
+import itertools
 from pathlib import Path
 from typing import Any
 
@@ -45,7 +46,7 @@ def create_head(
     layers: list[nn.Module] = [pool, nn.Flatten()]
     sizes = [n_in, lin_ftrs, n_out] if lin_ftrs else [n_in, n_out]
     drops = [ps / 2, ps] if lin_ftrs else [ps]
-    for i, (a, b) in enumerate(zip(sizes[:-1], sizes[1:], strict=True)):
+    for i, (a, b) in enumerate(itertools.pairwise(sizes)):
         layers += [nn.BatchNorm1d(a), nn.Dropout(drops[i]), nn.Linear(a, b)]
         if i < len(sizes) - 2:
             layers.append(nn.ReLU(inplace=True))
@@ -84,7 +85,8 @@ def num_features(body: nn.Module, n_in: int = 3) -> int:
         body.train(was_training)
     if out.ndim != 4:
         raise ValueError(
-            f"vision_learner: the body returns shape {tuple(out.shape)}, expected a feature map (B, C, H, W).\n"
+            f"vision_learner: the body returns shape {tuple(out.shape)}, "
+            "expected a feature map (B, C, H, W).\n"
             "help: pass a body without its pooling/classifier (timm: num_classes=0, global_pool='')"
         )
     return int(out.shape[1])
@@ -124,7 +126,7 @@ def _read_weights(path: Path) -> dict[str, torch.Tensor]:
 
 
 def load_pretrained_body(
-    body: nn.Module, source: str | Path | bool, arch: str | None = None
+    body: nn.Module, source: str | Path | bool, arch: str | None = None, n_in: int = 3
 ) -> tuple[float, ...] | None:
     """Fill `body` with pretrained weights: `True` uses timm's own download (hub); a path loads a local
     safetensors or timm checkpoint file. The classifier in the file is dropped; every other body tensor
@@ -138,7 +140,7 @@ def load_pretrained_body(
             raise ValueError("pretrained=True needs a timm architecture name")
         ref = timm.create_model(arch, pretrained=True, num_classes=0, global_pool="", in_chans=n_in)
         body.load_state_dict(ref.state_dict())
-        cfg = ref.pretrained_cfg
+        cfg: dict[str, Any] = dict(getattr(ref, "pretrained_cfg", None) or {})
         return (*cfg.get("mean", ()), *cfg.get("std", ()))
     path = Path(source)
     if not path.exists():

@@ -36,10 +36,10 @@ class GatherPreds(Callback):
             if not hasattr(loss, "reduction"):
                 raise TypeError(
                     f"get_preds(with_loss=True): the loss {type(loss).__name__} has no `reduction` setting.\n"
-                    "help: use a lamina loss (e.g. CrossEntropyLossFlat) or an nn.Module loss with `reduction`"
+                    "help: use a lamina loss (e.g. CrossEntropyLossFlat) or a loss module with `reduction`"
                 )
             self._item_loss = copy.copy(loss)
-            self._item_loss.reduction = "none"  # type: ignore[union-attr]
+            self._item_loss.reduction = "none"
 
     def after_batch(self) -> None:
         learn = self.learn

@@ -20,7 +20,7 @@ def _fmt(v: Any) -> str:
 
 
 def _fmt_time(sec: float) -> str:
-    m, s = divmod(int(round(sec)), 60)
+    m, s = divmod(round(sec), 60)
     return f"{m:02d}:{s:02d}"
 
 
@@ -28,7 +28,8 @@ class ProgressCallback(Callback):
     """Prints a header, then a row of train loss, valid loss, metrics and time after each epoch.
 
     In a terminal a transient bar (rich) follows the batches; in logs and pipes only the rows are printed,
-    so nothing is written per step. `quiet=True` prints nothing.
+    so nothing is written per step. `quiet=True` prints nothing, and neither does any process but the
+    main one of a distributed run.
     """
 
     order = 60  # after the Recorder has computed the epoch's values
@@ -48,31 +49,38 @@ class ProgressCallback(Callback):
 
     def before_fit(self) -> None:
         self._in_fit = True
+        self._stop_bar()  # a fit interrupted by an exception never reached after_fit
         rec = self.learn.recorder
-        if self.quiet or rec is None:
+        self._silent = self.quiet or rec is None or not self.learn.is_main_process
+        if self._silent:
             return
         self._names = rec.metric_names
         self._widths = [max(len(n), 9) for n in self._names]
-        print("  ".join(n.rjust(w) for n, w in zip(self._names, self._widths, strict=True)), file=self._out, flush=True)
+        header = "  ".join(n.rjust(w) for n, w in zip(self._names, self._widths, strict=True))
+        print(header, file=self._out, flush=True)
         if self._interactive():
             from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
             self._progress = Progress(
-                TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
+                TextColumn("{task.description}"),
+                BarColumn(),
+                MofNCompleteColumn(),
+                TimeRemainingColumn(),
                 transient=True,
             )
             self._progress.start()
 
     def _start_bar(self, what: str, total: int) -> None:
         if self._progress is not None:
-            self._task = self._progress.add_task(f"epoch {self.learn.epoch + 1}/{self.learn.n_epoch} {what}", total=total)
+            desc = f"epoch {self.learn.epoch + 1}/{self.learn.n_epoch} {what}"
+            self._task = self._progress.add_task(desc, total=total)
 
     def before_train(self) -> None:
-        self._start_bar("train", len(self.learn.dls.train))
+        self._start_bar("train", self.learn.n_iter)
 
     def before_validate(self) -> None:
         if getattr(self, "_in_fit", False):
-            self._start_bar("valid", len(self.learn.dls.valid))
+            self._start_bar("valid", self.learn.n_batches(self.learn.dl))
 
     def after_batch(self) -> None:
         if self._progress is not None and self._task is not None:
@@ -91,7 +99,7 @@ class ProgressCallback(Callback):
 
     def after_epoch(self) -> None:
         rec = self.learn.recorder
-        if self.quiet or rec is None or not rec.log:
+        if getattr(self, "_silent", True) or rec is None or not rec.log:
             return
         cells = [_fmt(v) for v in rec.log[:-1]] + [_fmt_time(rec.log[-1])]
         line = "  ".join(c.rjust(w) for c, w in zip(cells, self._widths, strict=True))
@@ -102,6 +110,10 @@ class ProgressCallback(Callback):
 
     def after_fit(self) -> None:
         self._in_fit = False
+        self._stop_bar()
+
+    def _stop_bar(self) -> None:
         if self._progress is not None:
             self._progress.stop()
             self._progress = None
+            self._task = None

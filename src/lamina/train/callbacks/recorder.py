@@ -1,4 +1,4 @@
-"""Recorder: losses, learning rates and metrics of a run, accumulated on the device and read once per epoch."""
+"""Recorder: losses, learning rates and metrics of a run, accumulated on the device, read once per epoch."""
 
 from __future__ import annotations
 
@@ -16,10 +16,14 @@ __all__ = ["Recorder"]
 
 
 class Recorder(Callback):
-    """Keeps per-batch training losses and learning rates, and per-epoch train loss, valid loss and metrics.
+    """Keeps per-batch training losses, learning rates and momentums, and per-epoch train loss, valid loss
+    and metrics.
 
     Nothing here calls `.item()` during an epoch: sums stay on the device and are read in `after_epoch`.
     `log` is the last epoch's row (`metric_names` names its columns); `values` holds every epoch's row.
+    In a distributed run the sums and metric states are reduced across processes once per phase, so every
+    process logs the same numbers. `resume_state` / `load_resume_state` carry the history through a
+    `ResumeCallback` checkpoint.
     """
 
     order = 50
@@ -28,6 +32,7 @@ class Recorder(Callback):
         self.smooth_beta = smooth_beta
         self.losses: list[float] = []
         self.lrs: list[float] = []
+        self.moms: list[float] = []
         self.values: list[list[float]] = []
         self.log: list[Any] = []
         self.last_valid: list[float] = []
@@ -38,7 +43,8 @@ class Recorder(Callback):
         return ["epoch", "train_loss", "valid_loss", *[m.name for m in self.learn.metrics], "time"]
 
     def before_fit(self) -> None:
-        self.losses, self.lrs, self.values = [], [], []
+        self.losses, self.lrs, self.moms, self.values, self.log = [], [], [], [], []
+        self._batch_losses = []
 
     def before_epoch(self) -> None:
         self._start = time.perf_counter()
@@ -62,7 +68,11 @@ class Recorder(Callback):
             self._tr_sum = self._tr_sum + loss * bs
             self._tr_n += bs
             self._batch_losses.append(loss)
-            self.lrs.append(float(learn._opt.param_groups[-1]["lr"]))
+            g = learn._opt.param_groups[-1]
+            self.lrs.append(float(g["lr"]))
+            mom = g["betas"][0] if "betas" in g else g.get("momentum")
+            if mom is not None:
+                self.moms.append(float(mom))
         else:
             self._va_sum = self._va_sum + loss * bs
             self._va_n += bs
@@ -71,13 +81,28 @@ class Recorder(Callback):
 
     def after_train(self) -> None:
         # one sync per epoch: move this epoch's batch losses to the host together
+        dist = self.learn._dist
         if self._batch_losses:
-            self.losses += torch.stack(self._batch_losses).float().cpu().tolist()
+            batch_losses = torch.stack(self._batch_losses).float()
+            if dist is not None and dist.world > 1:  # every process makes the same number of steps
+                batch_losses = dist.all_reduce_sum(batch_losses) / dist.world
+            self.losses += batch_losses.cpu().tolist()
             self._batch_losses = []
+        if dist is not None and dist.world > 1:
+            self._tr_sum = dist.all_reduce_sum(self._tr_sum)
+            self._tr_n = int(dist.all_reduce_sum(self._tr_n).item())
 
     def after_validate(self) -> None:
+        learn = self.learn
+        dist = learn._dist
+        if dist is not None and dist.world > 1 and dist.is_sharded(learn.dl):
+            self._va_sum = dist.all_reduce_sum(self._va_sum)
+            self._va_n = int(dist.all_reduce_sum(self._va_n).item())
+            if self._va_n:
+                for m in learn.metrics:
+                    dist.reduce_metric(m)
         valid_loss = float(self._va_sum / self._va_n) if self._va_n else float("nan")
-        self.last_valid = [valid_loss, *[float(m.value()) for m in self.learn.metrics]] if self._va_n else []
+        self.last_valid = [valid_loss, *[float(m.value()) for m in learn.metrics]] if self._va_n else []
 
     def after_epoch(self) -> None:
         train_loss = float(self._tr_sum / self._tr_n) if self._tr_n else float("nan")
@@ -85,6 +110,25 @@ class Recorder(Callback):
         row = [train_loss, *valid]
         self.values.append(row)
         self.log = [self.learn.epoch, *row, time.perf_counter() - self._start]
+
+    # -- resuming ------------------------------------------------------------------------------------------
+    def resume_state(self) -> dict[str, Any]:
+        """The history so far, as plain JSON data (for `ResumeCallback`)."""
+        return {
+            "losses": self.losses,
+            "lrs": self.lrs,
+            "moms": self.moms,
+            "values": self.values,
+            "log": self.log,
+        }
+
+    def load_resume_state(self, state: dict[str, Any]) -> None:
+        """Continue the history saved by `resume_state`."""
+        self.losses = [float(v) for v in state.get("losses", [])]
+        self.lrs = [float(v) for v in state.get("lrs", [])]
+        self.moms = [float(v) for v in state.get("moms", [])]
+        self.values = [[float(v) for v in row] for row in state.get("values", [])]
+        self.log = list(state.get("log", []))
 
     # -- pictures ------------------------------------------------------------------------------------------
     def smoothed_losses(self) -> list[float]:
@@ -125,3 +169,9 @@ class Recorder(Callback):
         ax.set_title("Schedule")
         fig.tight_layout()
         return fig
+
+    def plot_lr_find(self, skip_end: int = 5) -> Figure:
+        """The last lr_find's loss against learning rate, with the suggestions marked."""
+        from lamina.train.callbacks.lr_find import plot_lr_find
+
+        return plot_lr_find(self.learn, skip_end=skip_end)

@@ -1,4 +1,4 @@
-"""Hyper-parameter schedules as a callback: 1cycle and flat-then-cosine, over the fraction of training done."""
+"""Hyper-parameter schedules as a callback: 1cycle and flat-then-cosine, over the fraction of training."""
 
 from __future__ import annotations
 
@@ -86,6 +86,8 @@ def one_cycle_scheduler(
     return ParamScheduler(scheds)
 
 
-def flat_cos_scheduler(lrs: Sequence[float], div_final: float = 1e5, pct_start: float = 0.75) -> ParamScheduler:
+def flat_cos_scheduler(
+    lrs: Sequence[float], div_final: float = 1e5, pct_start: float = 0.75
+) -> ParamScheduler:
     """Constant learning rate, then cosine annealing to lr/div_final."""
     return ParamScheduler({"lr": [combined_cos(pct_start, lr, lr, lr / div_final) for lr in lrs]})

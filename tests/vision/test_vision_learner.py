@@ -31,7 +31,7 @@ def test_mnist_sample_trains_to_95_percent_in_two_epochs(mnist_path: Path, tmp_p
 
     out = learn.export(tmp_path / "mnist.lamina")
     learn2 = load_learner(out)
-    files = sorted((mnist_path / "7").glob("*.png"))[:5] + [f]
+    files = [*sorted((mnist_path / "7").glob("*.png"))[:5], f]
     for g in files:
         a, b = learn.predict(g), learn2.predict(g)
         assert a[0] == b[0] and torch.allclose(a[2], b[2], atol=1e-5)
@@ -76,7 +76,9 @@ def test_datablock_and_plain_module_one_layer_down(mnist_small: Path) -> None:
         learn.export(mnist_small.parent / "x.lamina")
 
 
-def test_pretrained_from_local_file_arrives_intact_head_replaced_body_frozen(mnist_small: Path, tmp_path: Path) -> None:
+def test_pretrained_from_local_file_arrives_intact_head_replaced_body_frozen(
+    mnist_small: Path, tmp_path: Path
+) -> None:
     body = create_body("test_resnet", n_in=3)
     weights = {k: v.clone() for k, v in body.state_dict().items()}
     # a timm checkpoint has a classifier too: it must be dropped
@@ -88,7 +90,9 @@ def test_pretrained_from_local_file_arrives_intact_head_replaced_body_frozen(mni
     for k, v in body.state_dict().items():
         assert torch.equal(got[k], v), k
     assert learn.model[1][-1].out_features == 10  # the head is lamina's, sized from the data
-    norm_ids = {id(p) for m in learn.model[0].modules() if isinstance(m, nn.BatchNorm2d) for p in m.parameters()}
+    norm_ids = {
+        id(p) for m in learn.model[0].modules() if isinstance(m, nn.BatchNorm2d) for p in m.parameters()
+    }
     frozen = [p.requires_grad for p in learn.model[0].parameters() if id(p) not in norm_ids]
     assert frozen and not any(frozen)  # the body is frozen except its norm layers (train_bn)
     assert all(p.requires_grad for p in learn.model[1].parameters())
@@ -120,10 +124,14 @@ def test_errors_name_what_is_wrong(tmp_path: Path, mnist_small: Path) -> None:
     bad.mkdir(parents=True)
     (bad / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\n not really")
     dls = ImageDataLoaders.from_folder(tmp_path / "bad", valid_pct=0.0, bs=1, num_workers=0)
-    with pytest.raises(Exception, match="broken.png"):
+    with pytest.raises(Exception, match=r"broken\.png"):
         dls.one_batch()
-    learn = vision_learner(ImageDataLoaders.from_folder(mnist_small, valid_pct=0.2, bs=8, num_workers=0), "test_resnet", pretrained=False)
-    with pytest.raises(Exception, match="nope.png"):
+    learn = vision_learner(
+        ImageDataLoaders.from_folder(mnist_small, valid_pct=0.2, bs=8, num_workers=0),
+        "test_resnet",
+        pretrained=False,
+    )
+    with pytest.raises(Exception, match=r"nope\.png"):
         learn.predict(tmp_path / "nope.png")
     (tmp_path / "junk.lamina").write_bytes(b"not a zip")
     with pytest.raises(ValueError, match="not a lamina export"):

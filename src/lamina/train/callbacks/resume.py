@@ -1,0 +1,213 @@
+"""ResumeCallback: checkpoint the whole training state every epoch, and pick an interrupted `fit` up from it.
+
+>>> learn.fit_one_cycle(10, 1e-3, cbs=ResumeCallback("run1"))   # doctest: +SKIP
+
+Run the same line again after a crash, a Ctrl-C or a lost machine: it continues with the epoch after
+the last one checkpointed and ends with the weights the uninterrupted run would have had. The
+checkpoint (`learn.path/learn.model_dir/run1.safetensors`) holds the weights, the optimizer state, the
+epoch and schedule position, the Recorder's history (and that of any callback with `resume_state()` /
+`load_resume_state()`), the data loaders' epoch counters, and the random states of torch (CPU and CUDA),
+Python's `random` and NumPy, one row per process. It is written atomically, so an interruption while
+writing leaves the previous one intact; a `fit` that ends normally deletes it (`keep=True` keeps it).
+
+Give the callback to the `fit` call it protects (`cbs=`), not to the Learner: another fit (`lr_find`,
+`fine_tune`'s first phase) would otherwise try to resume from it.
+"""
+
+from __future__ import annotations
+
+import math
+import random
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from lamina.data import DataLoader
+from lamina.train.callback import Callback
+from lamina.train.checkpoint import apply_checkpoint, checkpoint_path, read_checkpoint, save_checkpoint
+
+__all__ = ["ResumeCallback"]
+
+
+class ResumeCallback(Callback):
+    """Saves everything needed to continue training every `every` epochs to `fname`; when `fit` starts and
+    that file exists (and `resume`), restores it and continues from the next epoch.
+
+    The file must come from a fit with the same number of epochs and batches per epoch; anything else is
+    refused with an error rather than silently starting over.
+    """
+
+    order = 95  # after every callback has finished its epoch (Recorder, trackers), so their state is final
+
+    def __init__(
+        self, fname: str | Path = "resume", every: int = 1, resume: bool = True, keep: bool = False
+    ) -> None:
+        if every < 1:
+            raise ValueError(
+                f"ResumeCallback: every must be >= 1 epoch, got {every}.\nhelp: every=1 saves each epoch"
+            )
+        self.fname, self.every, self.resume, self.keep = fname, every, resume, keep
+        self.resumed_from: int | None = None
+
+    @property
+    def path(self) -> Path:
+        return checkpoint_path(self.learn, self.fname)
+
+    def before_fit(self) -> None:
+        self.resumed_from = None
+        if self.resume and self.path.exists():
+            self._restore()
+
+    def after_epoch(self) -> None:
+        learn = self.learn
+        if (learn.epoch + 1) % self.every == 0 or learn.epoch + 1 == learn.n_epoch:
+            self._save()
+
+    def after_fit(self) -> None:
+        # the fit ended (or was stopped on purpose): nothing left to resume
+        if not self.keep and self.learn.is_main_process and self.path.exists():
+            self.path.unlink()
+
+    # -- saving and restoring ------------------------------------------------------------------------------
+    def _save(self) -> None:
+        learn = self.learn
+        rng = _gather_rng(learn)  # a collective in a distributed run: every process takes part
+        if not learn.is_main_process:
+            return
+        dist = learn._dist
+        state = {
+            "epoch": learn.epoch,
+            "n_epoch": learn.n_epoch,
+            "n_iter": learn.n_iter,
+            "train_iter": learn.train_iter,
+            "n_trainable": _n_trainable(learn),
+            "world_size": dist.world if dist is not None else 1,
+            "loaders": {"train": _loader_epoch(learn.dls.train), "valid": _loader_epoch(learn.dls.valid)},
+            "callbacks": {
+                cb.name: cb.resume_state()  # type: ignore[attr-defined]
+                for cb in learn.cbs
+                if callable(getattr(cb, "resume_state", None))
+            },
+        }
+        save_checkpoint(learn, self.fname, with_opt=True, extra={"resume": state}, extra_tensors=rng)
+
+    def _restore(self) -> None:
+        learn = self.learn
+        path = self.path
+        tensors, meta = read_checkpoint(path)
+        state = (meta.get("extra") or {}).get("resume")
+        if not isinstance(state, dict):
+            raise ValueError(
+                f"ResumeCallback: {str(path)!r} is a checkpoint but not a resume checkpoint.\n"
+                "help: give ResumeCallback its own fname (learn.save files cannot resume a fit)"
+            )
+        saved = (state.get("n_epoch"), state.get("n_iter"), state.get("n_trainable", _n_trainable(learn)))
+        if saved != (learn.n_epoch, learn.n_iter, _n_trainable(learn)):
+            raise ValueError(
+                f"ResumeCallback: {str(path)!r} was written by a fit of {saved[0]} epochs of {saved[1]} "
+                f"batches training {saved[2]} tensors; this fit has {learn.n_epoch} epochs of {learn.n_iter}"
+                f" training {_n_trainable(learn)}.\n"
+                "help: rerun the interrupted fit unchanged, or delete the file (or pass resume=False) to "
+                "start over"
+            )
+        apply_checkpoint(learn, tensors, meta, with_opt=True)
+        epoch = int(state["epoch"])
+        learn.epoch, learn.start_epoch, learn.train_iter = epoch, epoch + 1, int(state["train_iter"])
+        loaders = state.get("loaders") or {}
+        _set_loader_epoch(learn.dls.train, loaders.get("train"))
+        _set_loader_epoch(learn.dls.valid, loaders.get("valid"))
+        saved_cbs = state.get("callbacks") or {}
+        for cb in learn.cbs:
+            load = getattr(cb, "load_resume_state", None)
+            if callable(load) and cb.name in saved_cbs:
+                load(saved_cbs[cb.name])
+        _set_rng(tensors, learn._dist.rank if learn._dist is not None else 0)  # last: nothing draws after
+        self.resumed_from = epoch
+
+
+def _n_trainable(learn: Any) -> int:
+    """How many parameter tensors train (tells a frozen phase from an unfrozen one)."""
+    return sum(p.requires_grad for p in learn.model.parameters())
+
+
+# -- random states ------------------------------------------------------------------------------------------
+def _process_rng() -> dict[str, Tensor]:
+    """This process's random states as tensors (int64 for Python's and NumPy's Mersenne Twisters)."""
+    out = {"torch": torch.get_rng_state()}
+    version, words, gauss = random.getstate()
+    out["python"] = torch.tensor([version, *words], dtype=torch.int64)
+    out["python_gauss"] = torch.tensor([float("nan") if gauss is None else gauss], dtype=torch.float64)
+    np_state: Any = np.random.get_state(
+        legacy=True
+    )  # ("MT19937", keys (624,) uint32, pos, has_gauss, cached)
+    _, keys, pos, has_gauss, cached = np_state
+    out["numpy"] = torch.tensor(
+        [*np.asarray(keys, dtype=np.int64).tolist(), pos, has_gauss], dtype=torch.int64
+    )
+    out["numpy_gauss"] = torch.tensor([cached], dtype=torch.float64)
+    if torch.cuda.is_available() and torch.cuda.is_initialized():
+        out["cuda"] = torch.stack(torch.cuda.get_rng_state_all())
+    return out
+
+
+def _gather_rng(learn: Any) -> dict[str, Tensor]:
+    """`rng.<kind>` tensors with one row per process."""
+    mine = _process_rng()
+    dist = learn._dist
+    out = {}
+    for k, t in mine.items():
+        rows = dist.all_gather(t.unsqueeze(0)) if dist is not None and dist.world > 1 else [t.unsqueeze(0)]
+        out[f"rng.{k}"] = torch.cat([r.cpu() for r in rows])
+    return out
+
+
+def _set_rng(tensors: dict[str, Tensor], rank: int) -> None:
+    def row(kind: str) -> Tensor | None:
+        t = tensors.get(f"extra.rng.{kind}")
+        return None if t is None or len(t) == 0 else t[rank % len(t)].clone()  # a copy: no storage offset
+
+    if (t := row("torch")) is not None:
+        torch.set_rng_state(t.to(torch.uint8))
+    if (t := row("python")) is not None and (g := row("python_gauss")) is not None:
+        gauss = float(g[0])
+        words = tuple(int(v) for v in t[1:].tolist())
+        random.setstate((int(t[0]), words, None if math.isnan(gauss) else gauss))
+    if (t := row("numpy")) is not None and (g := row("numpy_gauss")) is not None:
+        v = t.tolist()
+        np.random.set_state(
+            ("MT19937", np.array(v[:-2], dtype=np.uint32), int(v[-2]), int(v[-1]), float(g[0]))
+        )
+    if (t := row("cuda")) is not None and torch.cuda.is_available():
+        for i in range(min(len(t), torch.cuda.device_count())):
+            torch.cuda.set_rng_state(t[i].clone().to(torch.uint8), i)
+
+
+# -- data loaders' epoch counters ----------------------------------------------------------------------------
+def _epoch_sampler(dl: Any) -> Any:
+    """The seeded sampler of a lamina DataLoader (whose `epoch` drives its order and item seeds), or None.
+
+    It sits inside the loader's torch DataLoader (built here when not yet), possibly under a distributed
+    shard sampler (`inner`).
+    """
+    if not isinstance(dl, DataLoader):
+        return None
+    if dl._torch_dl is None:
+        dl._torch_dl = dl._make_torch_dl()
+    sampler = dl._torch_dl.sampler
+    while not hasattr(sampler, "epoch") and hasattr(sampler, "inner"):
+        sampler = sampler.inner
+    return sampler if hasattr(sampler, "epoch") else None
+
+
+def _loader_epoch(dl: Any) -> int | None:
+    s = _epoch_sampler(dl)
+    return None if s is None else int(s.epoch)
+
+
+def _set_loader_epoch(dl: Any, epoch: Any) -> None:
+    s = _epoch_sampler(dl)
+    if s is not None and isinstance(epoch, int):
+        s.epoch = epoch

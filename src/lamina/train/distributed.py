@@ -1,0 +1,379 @@
+"""Data-parallel training on Accelerate: one process per device, DDP for the gradients, a data shard each.
+
+Run the same script in every process (`accelerate launch train.py` or `torchrun --nproc_per_node 2
+train.py`); `fit` enters `learn.distributed()` by itself when WORLD_SIZE > 1, or say it explicitly:
+
+>>> with learn.distributed():                       # doctest: +SKIP
+...     learn.fit_one_cycle(3, 1e-3)
+
+How it works, and why:
+
+- Accelerate starts the process group and picks the device (`cuda:<local rank>`, or the CPU with gloo).
+  The model is wrapped in `DistributedDataParallel` directly rather than through `prepare_model`, so that
+  `freeze`/`unfreeze` can re-wrap it and so that launch-time settings (autocast, compile) stay with
+  lamina's own callbacks; `learn.accelerator.no_sync(learn.model)` and `learn.no_sync()` skip the
+  gradient all-reduce (gradient accumulation).
+- The data is sharded at the sampler: lamina's DataLoader keeps its item and batch transforms and its
+  seeded order, and every process takes every `world_size`-th index of the same order (the unseeded
+  shuffled order is made the same in every process with a shared seed). `bs` is per process. The
+  training shard is padded by repeating the first items (or cut with `drop_last`) so that every process
+  makes the same number of steps; the validation shard is not padded, so no item counts twice.
+- Validation runs on the unwrapped model (no collective per batch, shards may differ by one batch); the
+  loss sums and each metric's `state()` are then summed or concatenated across processes
+  (`Metric.reductions`), and `get_preds` gathers the items back into the loader's order.
+- Only the main process prints progress or writes checkpoints and exports.
+- Inside `distributed()`, call `validate`/`get_preds` on the validation set from every process: they gather.
+"""
+
+from __future__ import annotations
+
+import gc
+import math
+import os
+from collections.abc import Iterator
+from typing import TYPE_CHECKING, Any
+
+import torch
+import torch.utils.data as tud
+from torch import Tensor, nn
+
+from lamina.data import DataLoader
+
+if TYPE_CHECKING:
+    from accelerate import Accelerator
+
+    from lamina.train.learner import Learner
+    from lamina.train.metrics import Metric
+
+__all__ = ["DistributedRun", "env_world_size", "is_main_process", "unwrap_model"]
+
+_DTYPES = (
+    torch.float32,
+    torch.float64,
+    torch.float16,
+    torch.bfloat16,
+    torch.int64,
+    torch.int32,
+    torch.int16,
+    torch.int8,
+    torch.uint8,
+    torch.bool,
+)
+_MAX_DIMS = 8
+
+
+def env_world_size() -> int:
+    """WORLD_SIZE as set by `torchrun` / `accelerate launch` (1 when unset)."""
+    try:
+        return int(os.environ.get("WORLD_SIZE", "1") or 1)
+    except ValueError:
+        return 1
+
+
+def is_main_process() -> bool:
+    """Rank 0 of an initialized process group, else what RANK says (a single process is the main one)."""
+    import torch.distributed as dist
+
+    if dist.is_available() and dist.is_initialized():
+        return dist.get_rank() == 0
+    return os.environ.get("RANK", "0") in ("", "0")
+
+
+def unwrap_model(model: nn.Module) -> nn.Module:
+    """The user's module inside DDP / DataParallel / `torch.compile` wrappers."""
+    while True:
+        if isinstance(model, nn.parallel.DistributedDataParallel | nn.DataParallel):
+            model = model.module
+            continue
+        orig = getattr(model, "_orig_mod", None)
+        if isinstance(orig, nn.Module):
+            model = orig
+            continue
+        return model
+
+
+class _ShardSampler(tud.Sampler[Any]):
+    """Every `world`-th index of `inner`'s order, from `rank` on.
+
+    `even`: the order is first padded (repeating its start) or, with `drop_last`, cut to a multiple of
+    `world`, so that every process gets as many items.
+    """
+
+    def __init__(self, inner: Any, rank: int, world: int, even: bool, drop_last: bool) -> None:
+        self.inner, self.rank, self.world, self.even, self.drop_last = inner, rank, world, even, drop_last
+
+    def __len__(self) -> int:
+        n = len(self.inner)
+        if not self.even:
+            return len(range(self.rank, n, self.world))
+        return n // self.world if self.drop_last else math.ceil(n / self.world)
+
+    def __iter__(self) -> Iterator[Any]:
+        items = list(iter(self.inner))
+        n = len(items)
+        if self.even and n:
+            if self.drop_last:
+                items = items[: n - n % self.world]
+            else:
+                items += [items[i % n] for i in range((-n) % self.world)]
+        return iter(items[self.rank :: self.world])
+
+
+class _Shard:
+    """One lamina DataLoader while it is sharded: what to put back afterwards."""
+
+    def __init__(self, dl: DataLoader, base: tud.DataLoader[Any], sharded: tud.DataLoader[Any]) -> None:
+        self.dl, self.base, self.sharded = dl, base, sharded
+        self.device = dl.device
+        self.generator_set = False
+
+
+class DistributedRun:
+    """What `Learner.distributed()` sets up (process group, DDP, data shards) and undoes on exit."""
+
+    def __init__(self, accelerator: Accelerator, find_unused_parameters: bool) -> None:
+        self.accelerator = accelerator
+        self.rank: int = accelerator.process_index
+        self.world: int = accelerator.num_processes
+        self.device: torch.device = accelerator.device
+        self.find_unused_parameters = find_unused_parameters
+        self._shards: dict[int, _Shard] = {}
+
+    # -- entering and leaving --------------------------------------------------------------------------------
+    @classmethod
+    def start(cls, learn: Learner, find_unused_parameters: bool = False) -> DistributedRun:
+        """Join the process group, wrap the model in DDP and shard the training and validation sets."""
+        try:
+            from accelerate import Accelerator
+        except ImportError as e:
+            raise ImportError(
+                "Learner.distributed: needs the `accelerate` package.\n"
+                "help: pip install 'lamina[distributed]' (or pip install accelerate)"
+            ) from e
+        # lamina's callbacks own precision and compilation: keep Accelerate from applying launch settings
+        acc = Accelerator(cpu=learn.dls.device.type == "cpu", mixed_precision="no", dynamo_backend="no")
+        run = cls(acc, find_unused_parameters)
+        raw = unwrap_model(learn.model)
+        raw.to(run.device)
+        if learn.opt is not None:
+            _move_opt_state(learn.opt, run.device)
+        if run.world > 1:
+            learn.model = run._wrap(raw)
+            seed = run._shared_seed()
+            run._shard(learn.dls.train, even=True, seed=seed)
+            run._shard(learn.dls.valid, even=False, seed=seed)
+        return run
+
+    def stop(self, learn: Learner) -> None:
+        """Put back the plain model and the unsharded loaders (buffers synced from rank 0 first)."""
+        if self.world > 1:
+            self.sync_buffers(learn.model)
+        learn.model = self.local_model(learn.model)
+        for s in self._shards.values():
+            s.dl._torch_dl = s.base
+            s.dl.device = s.device
+            if s.generator_set:
+                s.base.sampler.generator = None  # type: ignore[attr-defined]
+        self._shards = {}
+
+    def _wrap(self, raw: nn.Module) -> nn.Module:
+        if not any(p.requires_grad for p in raw.parameters()):
+            return raw  # nothing to synchronize
+        ddp = nn.parallel.DistributedDataParallel
+        if self.device.type == "cuda":
+            idx = self.device.index
+            return ddp(
+                raw, device_ids=[idx], output_device=idx, find_unused_parameters=self.find_unused_parameters
+            )
+        return ddp(raw, find_unused_parameters=self.find_unused_parameters)
+
+    def rewrap(self, learn: Learner) -> None:
+        """Wrap the model again after its trainable parameters changed (freeze / unfreeze)."""
+        if self.world <= 1:
+            return
+        raw = unwrap_model(learn.model)
+        learn.model = raw
+        gc.collect()  # the old DDP's reducer hooks go with it
+        learn.model = self._wrap(raw)
+
+    def _shared_seed(self) -> int:
+        import torch.distributed as dist
+
+        t = torch.tensor([int.from_bytes(os.urandom(7), "little")], dtype=torch.int64, device=self.device)
+        dist.broadcast(t, src=0)
+        return int(t.item())
+
+    def _shard(self, dl: Any, even: bool, seed: int) -> None:
+        if not isinstance(dl, DataLoader) or id(dl) in self._shards:
+            return
+        # the loader's own torch DataLoader, built as the data layer builds it; only its sampler is wrapped
+        base = dl._torch_dl if dl._torch_dl is not None else dl._make_torch_dl()
+        sampler = base.sampler
+        shard_sampler = _ShardSampler(sampler, self.rank, self.world, even=even, drop_last=dl.drop_last)
+        sharded: tud.DataLoader[Any] = tud.DataLoader(
+            base.dataset,
+            batch_size=dl.bs,
+            sampler=shard_sampler,
+            drop_last=dl.drop_last,
+            num_workers=base.num_workers,
+            collate_fn=base.collate_fn,
+            pin_memory=base.pin_memory,
+            worker_init_fn=base.worker_init_fn,
+            generator=base.generator,
+            multiprocessing_context=base.multiprocessing_context,
+            persistent_workers=base.persistent_workers,
+            prefetch_factor=base.prefetch_factor if base.num_workers > 0 else None,
+        )
+        shard = _Shard(dl, base, sharded)
+        if isinstance(sampler, tud.RandomSampler) and sampler.generator is None:
+            # an unseeded shuffle must still be the same order in every process
+            sampler.generator = torch.Generator().manual_seed(seed)
+            shard.generator_set = True
+        dl._torch_dl = sharded
+        dl.device = self.device
+        self._shards[id(dl)] = shard
+
+    # -- queries ---------------------------------------------------------------------------------------------
+    def is_sharded(self, dl: Any) -> bool:
+        return id(dl) in self._shards
+
+    def n_batches(self, dl: Any) -> int | None:
+        """Batches in this process's shard of `dl`, or None when `dl` is not sharded."""
+        s = self._shards.get(id(dl))
+        return None if s is None else len(s.sharded)
+
+    def local_model(self, model: nn.Module) -> nn.Module:
+        """`model` without its DDP wrapper (for validation: no collective in the forward pass)."""
+        return model.module if isinstance(model, nn.parallel.DistributedDataParallel) else model
+
+    # -- collectives -----------------------------------------------------------------------------------------
+    def sync_buffers(self, model: nn.Module) -> None:
+        """Copy rank 0's buffers (BatchNorm statistics) to every process."""
+        if self.world <= 1:
+            return
+        import torch.distributed as dist
+
+        for b in unwrap_model(model).buffers():
+            t = b.data.to(self.device)
+            dist.broadcast(t, src=0)
+            if t is not b.data:
+                b.data.copy_(t)
+
+    def all_reduce_sum(self, t: Tensor | float) -> Tensor:
+        """The sum over the processes of `t` (a number becomes a float64 tensor), on this run's device."""
+        import torch.distributed as dist
+
+        out = torch.as_tensor(t, dtype=torch.float64 if not isinstance(t, Tensor) else None)
+        out = out.detach().to(self.device).clone()
+        if self.world > 1:
+            dist.all_reduce(out)
+        return out
+
+    def all_gather(self, t: Tensor) -> list[Tensor]:
+        """Every process's `t`, in rank order; dim 0 may differ, and a process with no items may send any
+        empty tensor (it takes the others' trailing shape and dtype)."""
+        import torch.distributed as dist
+
+        t = t.detach()
+        if t.ndim == 0:
+            t = t.reshape(1)
+        if t.ndim > _MAX_DIMS or t.dtype not in _DTYPES:
+            raise ValueError(
+                f"distributed gather: got a {t.dtype} tensor of shape {tuple(t.shape)}; expected at most "
+                f"{_MAX_DIMS} dims and one of {[str(d) for d in _DTYPES]}.\n"
+                "help: gather plain numeric tensors (flatten or convert the others first)"
+            )
+        if self.world <= 1:
+            return [t]
+        desc = torch.full((_MAX_DIMS + 2,), -1, dtype=torch.int64)
+        desc[0], desc[1] = t.ndim, _DTYPES.index(t.dtype)
+        desc[2 : 2 + t.ndim] = torch.tensor(t.shape, dtype=torch.int64)
+        descs = [torch.empty_like(desc, device=self.device) for _ in range(self.world)]
+        dist.all_gather(descs, desc.to(self.device))
+        shapes = [(int(d[1]), tuple(int(x) for x in d[2 : 2 + int(d[0])])) for d in (d.cpu() for d in descs)]
+        full = [(dt, sh) for dt, sh in shapes if sh and sh[0] > 0]
+        ref_dtype, ref_shape = full[0] if full else shapes[self.rank]
+        trailing = ref_shape[1:]
+        for dt, sh in full:
+            if dt != ref_dtype or sh[1:] != trailing:
+                raise ValueError(
+                    f"distributed gather: processes hold {_DTYPES[dt]} {sh[1:]} and {_DTYPES[ref_dtype]} "
+                    f"{trailing} items; expected the same dtype and trailing shape everywhere.\n"
+                    "help: every process must produce items of the same kind"
+                )
+        dtype = _DTYPES[ref_dtype]
+        sizes = [sh[0] if sh else 0 for _, sh in shapes]
+        if t.shape[0] == 0:
+            t = torch.zeros((0, *trailing), dtype=dtype)
+        wire = torch.uint8 if dtype == torch.bool else dtype  # gloo has no bool collectives
+        padded = torch.zeros((max(sizes), *trailing), dtype=wire, device=self.device)
+        padded[: t.shape[0]] = t.to(self.device, wire)
+        parts = [torch.empty_like(padded) for _ in range(self.world)]
+        dist.all_gather(parts, padded)
+        return [p[:n].to(dtype) for p, n in zip(parts, sizes, strict=True)]
+
+    def gather_cat(self, t: Tensor) -> Tensor:
+        """Every process's items concatenated (rank order)."""
+        return torch.cat(self.all_gather(t))
+
+    def gather_items(self, t: Tensor) -> Tensor:
+        """A sharded pass's items back in the loader's order (rank r held items r, r + world, ...)."""
+        parts = self.all_gather(t)
+        n = sum(len(p) for p in parts)
+        out = parts[0].new_empty((n, *parts[0].shape[1:]))
+        for r, p in enumerate(parts):
+            if len(range(r, n, self.world)) != len(p):
+                raise RuntimeError(
+                    f"distributed get_preds: process {r} returned {len(p)} of {n} items; expected "
+                    f"{len(range(r, n, self.world))}.\n"
+                    "help: do not cancel batches of a sharded validation pass"
+                )
+            out[r :: self.world] = p
+        return out
+
+    def gather_preds(
+        self,
+        preds: Tensor,
+        targs: Tensor | tuple[Tensor, ...] | None,
+        inputs: tuple[Tensor, ...],
+        losses: Tensor | None,
+    ) -> tuple[Tensor, Tensor | tuple[Tensor, ...] | None, tuple[Tensor, ...], Tensor | None]:
+        """`get_preds`' pieces with every process's items, in order, on the CPU."""
+
+        def items(t: Tensor) -> Tensor:
+            return self.gather_items(t).cpu()
+
+        if isinstance(targs, tuple):
+            targs = tuple(items(t) for t in targs)
+        elif targs is not None:
+            targs = items(targs)
+        return (
+            items(preds),
+            targs,
+            tuple(items(x) for x in inputs),
+            items(losses) if losses is not None else None,
+        )
+
+    def reduce_metric(self, m: Metric) -> None:
+        """Replace a metric's state by the sum / concatenation of every process's (its `reductions`)."""
+        if not m.reductions or self.world <= 1:
+            return
+        out = []
+        for t, how in zip(m.state(), m.reductions, strict=True):
+            if how == "sum":
+                out.append(self.all_reduce_sum(t))
+            elif how == "cat":
+                out.append(self.gather_cat(t))
+            else:
+                raise ValueError(
+                    f"{m.name}: reduction {how!r} is not supported; expected 'sum' or 'cat'.\n"
+                    "help: fix the metric's `reductions`"
+                )
+        m.load_state(out)
+
+
+def _move_opt_state(opt: torch.optim.Optimizer, device: torch.device) -> None:
+    for st in opt.state.values():
+        for k, v in st.items():
+            if isinstance(v, Tensor) and v.device != device and k != "step":
+                st[k] = v.to(device)

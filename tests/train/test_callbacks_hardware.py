@@ -1,0 +1,95 @@
+"""ChannelsLast converts model and 4-D inputs; Compile compiles for the fit only and keeps plain keys."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+import torch
+from torch import nn
+
+from lamina.data import DataLoaders
+from lamina.train import Callback, Learner
+from lamina.train.callbacks.hardware import ChannelsLast, Compile
+
+
+def _image_learner(cbs: list[Callback]) -> Learner:
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(24, 3, 8, 8, generator=g)
+    y = (x[:, 0].mean((1, 2)) > 0).long()
+    items = [(x[i], y[i]) for i in range(24)]
+    dls = DataLoaders.from_dsets(items[:16], items[16:], bs=8, num_workers=0)
+    model = nn.Sequential(
+        nn.Conv2d(3, 4, 3, padding=1), nn.ReLU(), nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(4, 2)
+    )
+    return Learner(dls, model, loss_func=nn.CrossEntropyLoss(), cbs=cbs)
+
+
+def _mlp_learner(cbs: list[Callback]) -> Learner:
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(32, 4, generator=g)
+    y = (x[:, 0] > 0).long()
+    items = [(x[i], y[i]) for i in range(32)]
+    dls = DataLoaders.from_dsets(items[:24], items[24:], bs=8, num_workers=0, seed=0)
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(4, 8), nn.ReLU(), nn.Linear(8, 2))
+    return Learner(dls, model, loss_func=nn.CrossEntropyLoss(), opt_func=torch.optim.SGD, lr=0.1, cbs=cbs)
+
+
+def test_channels_last_converts_the_model_and_image_inputs() -> None:
+    class SeeInputs(Callback):
+        order = 6  # after ChannelsLast (5)
+
+        def __init__(self) -> None:
+            self.formats: list[bool] = []
+
+        def before_batch(self) -> None:
+            self.formats.append(self.learn.xb[0].is_contiguous(memory_format=torch.channels_last))
+
+    see = SeeInputs()
+    learn = _image_learner([ChannelsLast(), see])
+    before = {k: v.clone() for k, v in learn.model.state_dict().items()}
+    learn.fit(1, lr=0.0)
+    assert see.formats and all(see.formats)  # training and validation batches
+    conv = learn.model[0]
+    assert conv.weight.is_contiguous(memory_format=torch.channels_last)
+    for k, v in learn.model.state_dict().items():  # same values and keys, only the layout changed
+        assert torch.equal(v, before[k]), k
+
+
+def test_compile_compiles_for_the_fit_and_keeps_the_plain_module() -> None:
+    graphs: list[Any] = []
+
+    def counting_backend(gm: torch.fx.GraphModule, example_inputs: list[torch.Tensor]) -> Any:
+        graphs.append(gm)
+        return gm.forward  # run the captured graph as is: tests the wiring, not code generation
+
+    class SeeKeys(Callback):
+        def __init__(self) -> None:
+            self.keys: list[list[str]] = []
+
+        def after_epoch(self) -> None:
+            self.keys.append(list(self.learn.model.state_dict()))
+
+    torch._dynamo.reset()
+    see = SeeKeys()
+    learn = _mlp_learner([Compile(backend=counting_backend), see])
+    model = learn.model
+    keys = list(model.state_dict())
+    learn.fit(2)
+    assert graphs  # the forward went through torch.compile
+    assert learn.model is model  # the same module, not an OptimizedModule wrapper
+    assert see.keys == [keys, keys]  # no `_orig_mod.` prefix during the fit (save / checkpoints) ...
+    assert list(learn.model.state_dict()) == keys  # ... nor after it
+    n = len(graphs)
+    learn.model(torch.randn(5, 4))  # a new shape after the fit: eager again, nothing compiles
+    assert len(graphs) == n
+    eager = _mlp_learner([])
+    eager.fit(2)
+    for k, v in eager.model.state_dict().items():  # the compiled fit trained the same model
+        assert torch.allclose(learn.model.state_dict()[k], v, atol=1e-6), k
+
+
+def test_compile_refuses_an_unknown_mode() -> None:
+    with pytest.raises(ValueError, match="help:"):
+        Compile(mode="fastest")  # type: ignore[arg-type]
