@@ -57,19 +57,20 @@ def _usable_cpus() -> int:
 
 
 def default_num_workers(dataset: Sized | None = None, bs: int = 64) -> int:
-    """Worker processes for a loader: 0 for in-memory data or a few batches, else one per core but one (<= 8).
+    """Worker processes for a loader: 0 for in-memory data, a few batches, or 2 cores or fewer; else one per
+    core but one (<= 8).
 
     Workers pay off when items are built from files (decoding, item transforms), but each costs a process
     start and the batches' trip through shared memory, so a list of tensors, or at most 4 batches, loads
-    fastest in the training process. Measured on 2 (shared) cores, MNIST sample (5,000 28x28 PNGs),
-    bs=64, one epoch of decoding + collation: 0 workers 1.15 s; 1 worker 1.03 s (first batch after
-    0.05 s); 2 workers 0.54-0.88 s (first batch after 0.12 s). The item work is ~0.9 s of CPU wherever
-    it runs; with workers the training process spends 0.09 s receiving batches. Two workers load fastest
-    on their own, but they would take the core the training step needs, hence one core is left to it.
+    fastest in the training process. On 2 cores a worker competes with the training step's own threads
+    (whose OpenMP spin-waits starve it): MNIST sample (5,000 28x28 PNGs), bs=64, test_resnet, 2 epochs of
+    fit_one_cycle: 0 workers 10.2 s; 1 worker 136 s (16 s with OMP_WAIT_POLICY=PASSIVE). Loading alone,
+    without training, 1-2 workers were faster (1.03 s and 0.54-0.88 s vs 1.15 s an epoch).
     """
     if dataset is not None and (isinstance(dataset, list | tuple) or len(dataset) <= 4 * bs):
         return 0
-    return max(0, min(8, _usable_cpus() - 1))
+    cpus = _usable_cpus()
+    return 0 if cpus <= 2 else min(8, cpus - 1)
 
 
 def to_device(b: Any, device: torch.device | str | None, non_blocking: bool = True) -> Any:
