@@ -145,7 +145,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     summary = {"seconds": round(secs, 2), **{k: round(float(v), 6) for k, v in final.items()}}
     (run / "summary.json").write_text(json.dumps(summary, indent=1))
     print(f"trained in {secs:.1f} s; {', '.join(f'{k} {v:.4f}' for k, v in final.items())}")
-    print(f"run folder: {run}  (model.lamina, metrics.csv, loss.png)")
+    print(f"run folder: {run}  ({', '.join(sorted(p.name for p in run.iterdir()))})")
     return 0
 
 
