@@ -88,3 +88,86 @@ def test_example_runs(tmp_path: Path) -> None:
     )
     assert r.returncode == 0, r.stderr
     assert "reloaded export predicts" in r.stdout
+
+
+def _square_images(root: Path, n: int = 16) -> None:
+    import numpy as np
+    from PIL import Image
+
+    rng = np.random.default_rng(0)
+    (root / "images").mkdir(parents=True)
+    (root / "masks").mkdir()
+    rows = []
+    for i in range(n):
+        img = (rng.random((32, 32, 3)) * 60).astype(np.uint8)
+        m = np.zeros((32, 32), np.uint8)
+        y, x = rng.integers(0, 20, size=2)
+        img[y : y + 12, x : x + 12] = 220
+        m[y : y + 12, x : x + 12] = 1
+        Image.fromarray(img).save(root / "images" / f"im{i}.png")
+        Image.fromarray(m).save(root / "masks" / f"im{i}.png")
+        rows.append(f"images/im{i}.png,{'top' if y < 10 else 'bottom'} {'left' if x < 10 else 'right'}")
+    (root / "labels.csv").write_text("fname,tags\n" + "\n".join(rows) + "\n")
+
+
+@pytest.mark.slow
+def test_train_segmentation_with_masks(tmp_path: Path) -> None:
+    _square_images(tmp_path / "data")
+    run = tmp_path / "run"
+    r = _lamina(
+        "train",
+        str(tmp_path / "data" / "images"),
+        "--masks",
+        str(tmp_path / "data" / "masks"),
+        "--codes",
+        "background,square",
+        "--epochs",
+        "1",
+        "--bs",
+        "4",
+        "--workers",
+        "0",
+        "--out",
+        str(run),
+        cwd=tmp_path,
+    )
+    assert r.returncode == 0, r.stderr
+    assert "dice" in r.stdout and (run / "model.lamina").exists() and (run / "results.png").exists()
+
+
+@pytest.mark.slow
+def test_train_multilabel_from_csv(tmp_path: Path) -> None:
+    _square_images(tmp_path / "data")
+    run = tmp_path / "run"
+    r = _lamina(
+        "train",
+        str(tmp_path / "data"),
+        "--csv",
+        "labels.csv",
+        "--fn-col",
+        "fname",
+        "--label-col",
+        "tags",
+        "--label-delim",
+        " ",
+        "--epochs",
+        "1",
+        "--bs",
+        "4",
+        "--workers",
+        "0",
+        "--out",
+        str(run),
+        cwd=tmp_path,
+    )
+    assert r.returncode == 0, r.stderr
+    assert "accuracy_multi" in r.stdout and (run / "model.lamina").exists()
+
+
+def test_masks_that_do_not_match_the_images_are_named(tmp_path: Path) -> None:
+    _square_images(tmp_path / "data")
+    (tmp_path / "data" / "masks" / "im3.png").unlink()
+    r = _lamina(
+        "train", str(tmp_path / "data" / "images"), "--masks", str(tmp_path / "data" / "masks"), cwd=tmp_path
+    )
+    assert r.returncode != 0 and "im3.png" in r.stderr

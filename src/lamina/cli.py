@@ -37,6 +37,12 @@ def _add_data_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--label-col", default="1", help="CSV column with labels (name or position)")
     p.add_argument("--label-delim", default=None, help="split labels on this string (multi-label)")
     p.add_argument("--valid-col", default=None, help="boolean CSV column marking validation rows")
+    p.add_argument(
+        "--masks", default=None, help="segmentation: folder of masks named like the images (any extension)"
+    )
+    p.add_argument(
+        "--codes", default=None, help="segmentation: class names, comma-separated or a file, one per line"
+    )
     p.add_argument("--valid-pct", type=float, default=0.2, help="validation share when the data has no split")
     p.add_argument(
         "--size", type=int, default=None, help="resize images to SIZE x SIZE (needed for mixed sizes)"
@@ -62,6 +68,8 @@ def _dataloaders(args: argparse.Namespace) -> DataLoaders:
         path = Path(args.path)
         if not path.exists():
             raise SystemExit(f"lamina: {str(path)!r} does not exist")
+    if args.masks:
+        return _segmentation_dataloaders(args, path, item_tfms)
     if args.csv:
         return ImageDataLoaders.from_csv(
             path,
@@ -87,15 +95,55 @@ def _dataloaders(args: argparse.Namespace) -> DataLoaders:
     )
 
 
+def _segmentation_dataloaders(args: argparse.Namespace, path: Path, item_tfms: Any) -> DataLoaders:
+    """Images under PATH, each with the mask of the same name (any image extension) in --masks."""
+    from lamina.data import get_image_files
+    from lamina.vision import SegmentationDataLoaders
+
+    masks = Path(args.masks)
+    by_stem = {m.stem: m for m in get_image_files(masks)}
+    images = [f for f in get_image_files(path) if masks not in f.parents]
+    missing = [f.name for f in images if f.stem not in by_stem]
+    if missing:
+        raise FileNotFoundError(
+            f"no mask in {str(masks)!r} for {len(missing)} of {len(images)} images, e.g. {missing[:3]}.\n"
+            "help: name each mask like its image (cat_01.jpg -> masks/cat_01.png)"
+        )
+    codes: list[str] | None = None
+    if args.codes:
+        cf = Path(args.codes)
+        codes = cf.read_text().split() if cf.is_file() else [c.strip() for c in args.codes.split(",")]
+
+    def mask_of(f: Any) -> Path:
+        return by_stem[Path(f).stem]
+
+    return SegmentationDataLoaders.from_label_func(
+        path,
+        images,
+        mask_of,
+        codes=codes,
+        valid_pct=args.valid_pct,
+        seed=args.seed,
+        item_tfms=item_tfms,
+        bs=args.bs,
+        num_workers=args.workers,
+    )
+
+
 def _learner(args: argparse.Namespace, dls: DataLoaders) -> Learner:
-    from lamina.train import accuracy, accuracy_multi
-    from lamina.vision import vision_learner
+    from lamina.train import Dice, accuracy, accuracy_multi, foreground_acc
+    from lamina.vision import unet_learner, vision_learner
 
     multi = args.csv is not None and args.label_delim is not None
     pretrained: bool | str = args.pretrained if args.pretrained else False
-    learn = vision_learner(
-        dls, args.arch, pretrained=pretrained, metrics=accuracy_multi if multi else accuracy
-    )
+    if getattr(args, "masks", None):
+        learn = unet_learner(
+            dls, args.arch, pretrained=pretrained, metrics=[foreground_acc, Dice(multi=True)]
+        )
+    else:
+        learn = vision_learner(
+            dls, args.arch, pretrained=pretrained, metrics=accuracy_multi if multi else accuracy
+        )
     if args.precision == "bf16":
         learn.to_bf16()
     elif args.precision == "fp16":
@@ -150,14 +198,22 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 
 def _save_interpretation(learn: Learner, run: Path) -> None:
-    """Confusion matrix and top losses pictures, when the interpretation module is available."""
-    try:
-        from lamina.train.interpret import ClassificationInterpretation
-    except ImportError:
+    """Pictures of the results: masks side by side for segmentation; else confusion matrix and top losses."""
+    from lamina.core import TensorCategory, TensorMask
+    from lamina.train import ClassificationInterpretation, Interpretation
+
+    types = learn.dls.valid.batch_types
+    if len(types) > learn.dls.n_inp and issubclass(types[learn.dls.n_inp], TensorMask):
+        learn.show_results(max_n=4).savefig(run / "results.png", dpi=100)
         return
-    interp = ClassificationInterpretation.from_learner(learn)
-    if learn.dls.vocab is not None and learn.dls.c is not None and learn.dls.c <= 40:
-        interp.plot_confusion_matrix().savefig(run / "confusion_matrix.png", dpi=100)
+    interp: Interpretation
+    if len(types) > learn.dls.n_inp and issubclass(types[learn.dls.n_inp], TensorCategory):
+        classif = ClassificationInterpretation.from_learner(learn)
+        if learn.dls.c is not None and learn.dls.c <= 40:
+            classif.plot_confusion_matrix().savefig(run / "confusion_matrix.png", dpi=100)
+        interp = classif
+    else:  # multi-label or regression: no confusion matrix, the top losses still say what went wrong
+        interp = Interpretation.from_learner(learn)
     interp.plot_top_losses(9).savefig(run / "top_losses.png", dpi=100)
 
 
