@@ -23,8 +23,6 @@ from dataclasses import dataclass
 from typing import Any, Literal, get_args
 
 import torch
-import torchvision.transforms.v2.functional as TF
-from torchvision.transforms.v2.functional import InterpolationMode
 
 from lamina.core import (
     DisplayedTransform,
@@ -94,6 +92,7 @@ class _Window:
 
 def _pad(t: torch.Tensor, pads: list[int], pad_mode: str) -> torch.Tensor:
     """Pad the last two dims of `t` by [left, top, right, bottom] pixels; reflection as wide as needed."""
+    import torchvision.transforms.v2.functional as TF  # deferred: importing torchvision costs ~1.5 s
     squeeze = t.ndim == 2
     if squeeze:
         t = t.unsqueeze(0)  # (1, H, W): torchvision's kernels want a channel dim
@@ -124,6 +123,9 @@ def _crop_pad(t: torch.Tensor, w: _Window) -> torch.Tensor:
 
 
 def _window_image(x: TensorImage, w: _Window) -> torch.Tensor:
+    import torchvision.transforms.v2.functional as TF
+    from torchvision.transforms.v2.functional import InterpolationMode
+
     t = _crop_pad(x.as_subclass(torch.Tensor), w).contiguous()  # (C, h, w); a crop view resizes slower
     if tuple(t.shape[-2:]) != (w.out_h, w.out_w):
         if t.dtype == torch.uint8 and w.out_h == w.out_w == 1:
@@ -135,6 +137,9 @@ def _window_image(x: TensorImage, w: _Window) -> torch.Tensor:
 
 
 def _window_mask(x: TensorMask, w: _Window) -> torch.Tensor:
+    import torchvision.transforms.v2.functional as TF
+    from torchvision.transforms.v2.functional import InterpolationMode
+
     t = _crop_pad(x.as_subclass(torch.Tensor), w)  # (h, w)
     if tuple(t.shape[-2:]) != (w.out_h, w.out_w):
         # NEAREST_EXACT samples at pixel centres, like the bilinear image kernel: the two stay aligned
