@@ -17,10 +17,12 @@ from lamina.core.registry import (
 )
 from lamina.core.transform import DisplayedTransform, ItemTransform, Pipeline, Transform, as_transform
 from lamina.core.types import (
+    BytesBatch,
     Category,
     MultiCategory,
     TensorBase,
     TensorBBox,
+    TensorBytes,
     TensorCategory,
     TensorImage,
     TensorImageBW,
@@ -34,6 +36,7 @@ from lamina.core.types import (
 )
 
 __all__ = [
+    "BytesBatch",
     "Category",
     "DisplayedTransform",
     "ItemTransform",
@@ -43,6 +46,7 @@ __all__ = [
     "Pipeline",
     "TensorBBox",
     "TensorBase",
+    "TensorBytes",
     "TensorCategory",
     "TensorImage",
     "TensorImageBW",

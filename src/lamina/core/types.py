@@ -14,10 +14,12 @@ if TYPE_CHECKING:
     from matplotlib.axes import Axes
 
 __all__ = [
+    "BytesBatch",
     "Category",
     "MultiCategory",
     "TensorBBox",
     "TensorBase",
+    "TensorBytes",
     "TensorCategory",
     "TensorImage",
     "TensorImageBW",
@@ -148,6 +150,25 @@ class TensorBBox(TensorBase):
 
 class TensorText(TensorBase):
     """Token ids of a text as a 1-d int64 tensor."""
+
+
+class TensorBytes(TensorBase):
+    """A file's encoded bytes (a 1-d uint8 tensor of any length), decoded later in batches on the device.
+
+    Collation keeps a batch of them as a `BytesBatch` list instead of stacking them (their lengths differ).
+    """
+
+
+class BytesBatch(list[torch.Tensor]):
+    """A batch of `TensorBytes` as a list of plain 1-d uint8 tensors, kept in host memory.
+
+    Decoders (nvjpeg included) read encoded bytes from the host, so moving the batch to a device leaves the
+    bytes where they are and records in `device` where the decoded batch belongs.
+    """
+
+    def __init__(self, tensors: Any = (), device: torch.device | None = None) -> None:
+        super().__init__(tensors)
+        self.device = device
 
 
 class Category(str):

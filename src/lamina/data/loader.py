@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 import torch
 import torch.utils.data as tud
 
-from lamina.core import Pipeline, Transform, strip_type, value_title
+from lamina.core import BytesBatch, Pipeline, TensorBytes, Transform, strip_type, value_title
 from lamina.data.datasets import ItemError, describe_item, describe_value, get_item
 
 if TYPE_CHECKING:
@@ -79,6 +79,8 @@ def to_device(b: Any, device: torch.device | str | None, non_blocking: bool = Tr
         return b
     if isinstance(b, torch.Tensor):
         return b.to(device, non_blocking=non_blocking)
+    if isinstance(b, BytesBatch):  # encoded bytes stay in host memory, where decoders read them
+        return BytesBatch(b, device=torch.device(device))
     if isinstance(b, tuple | list):
         return type(b)(to_device(o, device, non_blocking) for o in b)
     return b
@@ -86,6 +88,8 @@ def to_device(b: Any, device: torch.device | str | None, non_blocking: bool = Tr
 
 def _collate_one(k: int, elems: list[Any]) -> Any:
     e0 = elems[0]
+    if isinstance(e0, TensorBytes):  # ragged: one tensor per item, decoded as a batch later
+        return BytesBatch(e.as_subclass(torch.Tensor) for e in elems)
     if isinstance(e0, torch.Tensor):
         try:
             # one stack of the typed tensors, then one plain view: no per-item Python work on the fast path

@@ -29,6 +29,7 @@ from lamina.vision.core import (
 )
 from lamina.vision.data import ImageDataLoaders
 from lamina.vision.item_tfms import CropPad, RandomResizedCrop, Resize
+from lamina.vision.jpeg import DecodeJpegBatch, JpegImageBlock, ReadBytes, gpu_jpeg_decoder
 from lamina.vision.learner import vision_learner
 from lamina.vision.models import create_body, create_head, create_vision_model
 from lamina.vision.segmentation import SegmentationDataLoaders, show_segmentation_results
@@ -42,6 +43,7 @@ __all__ = [
     "Contrast",
     "CropPad",
     "DecodeImage",
+    "DecodeJpegBatch",
     "DecodeMask",
     "Dihedral",
     "Flip",
@@ -49,6 +51,7 @@ __all__ = [
     "ImageBlock",
     "ImageDataLoaders",
     "IntToFloatTensor",
+    "JpegImageBlock",
     "LightingAugment",
     "MaskBlock",
     "Normalize",
@@ -57,6 +60,7 @@ __all__ = [
     "PointBlock",
     "PointScaler",
     "RandomResizedCrop",
+    "ReadBytes",
     "Resize",
     "Rotate",
     "Saturation",
@@ -72,6 +76,7 @@ __all__ = [
     "create_head",
     "create_unet_model",
     "create_vision_model",
+    "gpu_jpeg_decoder",
     "imagenet_stats",
     "load_image",
     "show_segmentation_results",

@@ -9,7 +9,7 @@ from typing import Any
 
 import torch
 
-from lamina.core import TensorImage, Transform
+from lamina.core import TensorImage, TensorImageBW, Transform
 from lamina.data import (
     CategoryBlock,
     ColReader,
@@ -20,11 +20,13 @@ from lamina.data import (
     MultiCategoryBlock,
     RandomSplitter,
     RegexLabeller,
+    default_device,
     get_image_files,
     parent_label,
 )
 from lamina.data.sources import Splits
 from lamina.vision.core import ImageBlock
+from lamina.vision.jpeg import DecodeJpegBatch, JpegImageBlock, gpu_jpeg_decoder
 
 __all__ = ["ImageDataLoaders"]
 
@@ -54,9 +56,15 @@ class ImageDataLoaders:
         num_workers: int | None = None,
         device: torch.device | str | None = None,
         img_cls: type[TensorImage] = TensorImage,
+        gpu_jpeg: bool | None = None,
     ) -> DataLoaders:
         """Images in class folders: `path/<train>/<label>/x.jpg` and `path/<valid>/<label>/y.jpg`, or
-        `path/<label>/x.jpg` with `valid_pct` of them held out at random."""
+        `path/<label>/x.jpg` with `valid_pct` of them held out at random.
+
+        `gpu_jpeg`: decode, crop and resize whole batches on the device (`lamina.vision.jpeg`) instead of
+        in the workers. None (automatic) does so when the device is CUDA, every file is a .jpg/.jpeg and
+        `item_tfms` is empty or one `RandomResizedCrop`/`Resize`, which it takes over; True forces it (any
+        device); False never."""
         root = Path(path)
         folders = None if valid_pct is not None else [train, valid]
         if folders is not None and not all((root / f).is_dir() for f in folders):
@@ -67,15 +75,35 @@ class ImageDataLoaders:
                 "help: for a folder of class sub-folders without a train/valid split, pass valid_pct=0.2"
             )
 
-        def get_items(p: Any) -> list[Path]:
-            return get_image_files(p, folders=folders)
+        files: list[Path] | None = None
 
+        def get_items(p: Any) -> list[Path]:
+            return files if files is not None else get_image_files(p, folders=folders)
+
+        decoder: DecodeJpegBatch | None = None
+        if gpu_jpeg is None and not issubclass(img_cls, TensorImageBW):
+            dev = torch.device(device) if device is not None else default_device()
+            if dev.type == "cuda":
+                files = get_image_files(root, folders=folders)
+                decoder = gpu_jpeg_decoder(dev, files, item_tfms)
+        elif gpu_jpeg:
+            decoder = DecodeJpegBatch.from_item_tfms(item_tfms)
+            if decoder is None or issubclass(img_cls, TensorImageBW):
+                raise ValueError(
+                    "ImageDataLoaders.from_folder: gpu_jpeg=True decodes RGB images and replaces item_tfms "
+                    f"by one batch crop; got item_tfms={item_tfms!r}, img_cls={img_cls.__name__}.\n"
+                    "help: pass item_tfms=[RandomResizedCrop(size)] or [Resize(size)] (or none), "
+                    "or gpu_jpeg=False"
+                )
         dblock = DataBlock(
-            blocks=(ImageBlock(img_cls), CategoryBlock(vocab=vocab)),
+            blocks=(
+                JpegImageBlock(decoder) if decoder is not None else ImageBlock(img_cls),
+                CategoryBlock(vocab=vocab),
+            ),
             get_items=get_items,
             get_y=parent_label,
             splitter=_splitter(valid_pct, seed, train, valid),
-            item_tfms=item_tfms,
+            item_tfms=item_tfms if decoder is None else None,
             batch_tfms=batch_tfms,
         )
         return dblock.dataloaders(root, bs=bs, num_workers=num_workers, device=device, seed=seed)
