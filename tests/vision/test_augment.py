@@ -456,3 +456,22 @@ def test_warp_homography_sends_the_corners_to_their_targets() -> None:
     assert torch.allclose(mapped[..., :2] / mapped[..., 2:], targets, atol=1e-5)
     adj = _adjugate(m)
     assert torch.allclose(adj / torch.linalg.det(m)[:, None, None], torch.linalg.inv(m), atol=1e-4)
+
+
+def test_flip_only_takes_the_exact_index_path_and_matches_the_grid() -> None:
+    from lamina.vision.augment import Flip, GeometricAugment, Rotate
+
+    x = torch.rand(8, 3, 20, 30).as_subclass(TensorImage)
+    m = (torch.rand(8, 20, 30) * 3).long().as_subclass(TensorMask)
+    p = (torch.rand(8, 2, 2) * 20).as_subclass(TensorPoint)
+    fast = GeometricAugment([Flip(p=0.5)])
+    generic = GeometricAugment([Flip(p=0.5), Rotate(max_deg=0.0, p=0.0)])  # same flips, through the grid
+    with mock.patch.object(torch.nn.functional, "grid_sample", wraps=torch.nn.functional.grid_sample) as gs:
+        torch.manual_seed(3)
+        a = fast((x, m, p), split_idx=0)
+        assert gs.call_count == 0
+    torch.manual_seed(3)
+    b = generic((x, m, p), split_idx=0)
+    for u, v in zip(a, b, strict=True):
+        assert type(u) is type(v)
+        assert torch.allclose(u.as_subclass(torch.Tensor).float(), v.as_subclass(torch.Tensor).float(), atol=1e-4)

@@ -245,6 +245,16 @@ class _SeededSampler(tud.Sampler[tuple[int, int]]):
         return iter(keys)
 
 
+def _on_accelerator(dataset: Sequence[Any]) -> bool:
+    """Whether the first item holds a tensor that is not in host memory."""
+    try:
+        first = dataset[0]
+    except Exception:  # empty, or a bad first file: the loader reports that itself when it reads it
+        return False
+    elems = first if isinstance(first, tuple | list) else (first,)
+    return any(isinstance(e, torch.Tensor) and e.device.type != "cpu" for e in elems)
+
+
 class DataLoader:
     """Batches of one split, as tuples of plain tensors on `device`.
 
@@ -320,7 +330,8 @@ class DataLoader:
             drop_last=self.drop_last,
             num_workers=self.num_workers,
             collate_fn=_collate_items,
-            pin_memory=self.pin_memory,
+            # items already on a GPU cannot (and need not) be pinned
+            pin_memory=self.pin_memory and not _on_accelerator(self.dataset),
             # workers start once, not every epoch; the sampler (epoch counter) lives in this process
             persistent_workers=workers,
             prefetch_factor=4 if workers else None,
@@ -346,6 +357,8 @@ class DataLoader:
         return n // self.bs if self.drop_last else math.ceil(n / self.bs)
 
     def __iter__(self) -> Iterator[tuple[torch.Tensor, ...]]:
+        if len(self.dataset) == 0:  # e.g. no validation set: no batch, rather than an error mid-fit
+            return
         types = self.types
         if self._torch_dl is None:
             self._torch_dl = self._make_torch_dl()

