@@ -474,4 +474,5 @@ def test_flip_only_takes_the_exact_index_path_and_matches_the_grid() -> None:
     b = generic((x, m, p), split_idx=0)
     for u, v in zip(a, b, strict=True):
         assert type(u) is type(v)
-        assert torch.allclose(u.as_subclass(torch.Tensor).float(), v.as_subclass(torch.Tensor).float(), atol=1e-4)
+        u_, v_ = u.as_subclass(torch.Tensor).float(), v.as_subclass(torch.Tensor).float()
+        assert torch.allclose(u_, v_, atol=1e-4)

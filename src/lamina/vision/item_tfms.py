@@ -93,6 +93,7 @@ class _Window:
 def _pad(t: torch.Tensor, pads: list[int], pad_mode: str) -> torch.Tensor:
     """Pad the last two dims of `t` by [left, top, right, bottom] pixels; reflection as wide as needed."""
     import torchvision.transforms.v2.functional as TF  # deferred: importing torchvision costs ~1.5 s
+
     squeeze = t.ndim == 2
     if squeeze:
         t = t.unsqueeze(0)  # (1, H, W): torchvision's kernels want a channel dim
