@@ -120,3 +120,15 @@ def test_factory_errors_say_what_to_pass(seg_path: Path) -> None:
         SegmentationDataLoaders.from_label_func(seg_path, [], lambda f: f, codes=CODES)
     with pytest.raises(ValueError, match="fewer than 2"):
         SegmentationDataLoaders.from_label_func(seg_path, _fnames(seg_path), lambda f: f, codes=["only"])
+
+
+def test_files_are_taken_as_given_or_under_path(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from lamina.vision.data import resolve_files
+
+    (tmp_path / "images").mkdir()
+    (tmp_path / "images" / "a.png").touch()
+    monkeypatch.chdir(tmp_path)
+    # a relative path that exists as given (what get_image_files(Path("images")) returns) is not re-rooted
+    assert resolve_files("images", [Path("images/a.png")]) == [Path("images/a.png")]
+    assert resolve_files("images", ["a.png"]) == [Path("images/a.png")]
+    assert resolve_files("elsewhere", [tmp_path / "images" / "a.png"]) == [tmp_path / "images" / "a.png"]

@@ -245,16 +245,6 @@ class _SeededSampler(tud.Sampler[tuple[int, int]]):
         return iter(keys)
 
 
-def _on_accelerator(dataset: Sequence[Any]) -> bool:
-    """Whether the first item holds a tensor that is not in host memory."""
-    try:
-        first = dataset[0]
-    except Exception:  # empty, or a bad first file: the loader reports that itself when it reads it
-        return False
-    elems = first if isinstance(first, tuple | list) else (first,)
-    return any(isinstance(e, torch.Tensor) and e.device.type != "cpu" for e in elems)
-
-
 class DataLoader:
     """Batches of one split, as tuples of plain tensors on `device`.
 
@@ -300,6 +290,7 @@ class DataLoader:
         self.skip_bad_files = default_skip if skip_bad_files is None else skip_bad_files
         self.bad_items: dict[int, str] = {}  # position in `dataset` -> why it failed, over all epochs so far
         self._types: tuple[type, ...] | None = None
+        self._on_host = True
         self._batch_types: tuple[type, ...] | None = None
         self._items: _ItemDataset | None = None
         self._sampler: tud.Sampler[Any] | None = None
@@ -331,7 +322,7 @@ class DataLoader:
             num_workers=self.num_workers,
             collate_fn=_collate_items,
             # items already on a GPU cannot (and need not) be pinned
-            pin_memory=self.pin_memory and not _on_accelerator(self.dataset),
+            pin_memory=self.pin_memory and len(self.dataset) > 0 and self._items_on_host(),
             # workers start once, not every epoch; the sampler (epoch counter) lives in this process
             persistent_workers=workers,
             prefetch_factor=4 if workers else None,
@@ -349,8 +340,15 @@ class DataLoader:
     def types(self) -> tuple[type, ...]:
         """The semantic types of one item after the item transforms (read once, from the first item)."""
         if self._types is None:
-            self._types = tuple(type(e) for e in self._first_item())
+            first = self._first_item()
+            self._types = tuple(type(e) for e in first)
+            self._on_host = not any(isinstance(e, torch.Tensor) and e.device.type != "cpu" for e in first)
         return self._types
+
+    def _items_on_host(self) -> bool:
+        """Whether the items' tensors are in host memory (read with the types, from the first item)."""
+        _ = self.types
+        return self._on_host
 
     def __len__(self) -> int:
         n = len(self.dataset)

@@ -26,7 +26,7 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, ClassVar, Literal, get_args
+from typing import Any, ClassVar, Literal
 
 import torch
 import torch.nn.functional as F
@@ -46,6 +46,7 @@ from lamina.core import (
     registered_name,
     retain_type,
 )
+from lamina.vision.item_tfms import _check_choice
 
 __all__ = [
     "Brightness",
@@ -84,15 +85,6 @@ def _check_p(p: float, who: str) -> float:
     if not 0 <= p <= 1:
         raise ValueError(f"{who}: p must be a probability in [0, 1], got {p!r}.\nhelp: e.g. p=0.5")
     return float(p)
-
-
-def _check_choice(value: str, choices: Any, what: str, who: str) -> str:
-    allowed = get_args(choices)
-    if value not in allowed:
-        raise ValueError(
-            f"{who}: unknown {what} {value!r}.\nhelp: use one of {', '.join(repr(a) for a in allowed)}"
-        )
-    return value
 
 
 def _as_size(size: int | Sequence[int] | None, who: str) -> tuple[int, int] | None:

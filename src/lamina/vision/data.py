@@ -28,7 +28,7 @@ from lamina.data.sources import Splits
 from lamina.vision.core import ImageBlock
 from lamina.vision.jpeg import DecodeJpegBatch, JpegImageBlock, gpu_jpeg_decoder
 
-__all__ = ["ImageDataLoaders"]
+__all__ = ["ImageDataLoaders", "resolve_files"]
 
 PathLike = str | os.PathLike[str]
 
@@ -37,6 +37,12 @@ def _splitter(valid_pct: float | None, seed: int | None, train: str, valid: str)
     return (
         RandomSplitter(valid_pct, seed=seed) if valid_pct is not None else GrandparentSplitter(train, valid)
     )
+
+
+def resolve_files(path: PathLike, fnames: Sequence[PathLike]) -> list[Path]:
+    """Each file as given when it exists there (e.g. from `get_image_files(path)`), else under `path`."""
+    root = Path(path)
+    return [p if p.is_absolute() or p.exists() else root / p for p in map(Path, fnames)]
 
 
 class ImageDataLoaders:
@@ -131,7 +137,7 @@ class ImageDataLoaders:
             batch_tfms=batch_tfms,
         )
         return dblock.dataloaders(
-            [Path(f) for f in fnames], bs=bs, num_workers=num_workers, device=device, seed=seed
+            resolve_files(path, fnames), bs=bs, num_workers=num_workers, device=device, seed=seed
         )
 
     @staticmethod

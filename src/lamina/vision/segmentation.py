@@ -8,9 +8,7 @@
 
 from __future__ import annotations
 
-import os
 from collections.abc import Callable, Sequence
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import torch
@@ -19,6 +17,7 @@ from lamina.core import TensorImage, Transform
 from lamina.data import DataBlock, DataLoaders, RandomSplitter
 from lamina.data.loader import DataLoader, show_items
 from lamina.vision.core import ImageBlock, MaskBlock
+from lamina.vision.data import PathLike, resolve_files
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
@@ -26,8 +25,6 @@ if TYPE_CHECKING:
     from lamina.train import Learner
 
 __all__ = ["SegmentationDataLoaders", "show_segmentation_results"]
-
-PathLike = str | os.PathLike[str]
 
 
 class SegmentationDataLoaders:
@@ -65,7 +62,6 @@ class SegmentationDataLoaders:
                 "help: name every class code of the masks in order, background included, e.g. "
                 "['background', 'object']"
             )
-        root = Path(path)
         dblock = DataBlock(
             blocks=(ImageBlock(img_cls), MaskBlock(codes)),
             get_y=label_func,
@@ -74,7 +70,7 @@ class SegmentationDataLoaders:
             batch_tfms=batch_tfms,
         )
         return dblock.dataloaders(
-            [root / f for f in fnames], bs=bs, num_workers=num_workers, device=device, seed=seed
+            resolve_files(path, fnames), bs=bs, num_workers=num_workers, device=device, seed=seed
         )
 
 
