@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import random
 from pathlib import Path
 
@@ -15,7 +16,7 @@ import pytest
 import torch
 from matplotlib.figure import Figure
 
-from lamina.core import Category, MultiCategory, TensorCategory, TensorImage, Transform
+from lamina.core import Category, MultiCategory, TensorCategory, TensorImage, Transform, input_is_owned
 from lamina.data import (
     CategoryBlock,
     ColReader,
@@ -83,6 +84,33 @@ def test_batches_reaching_the_model_are_plain_tensors(png_folder: Path) -> None:
         assert all(type(t) is torch.Tensor for t in b)
     assert dls.train.types == (TensorImage, TensorCategory)
     assert dls.train.batch_types[0] is TensorImage
+
+
+class SeesOwnership(Transform):
+    """Records, per call, whether the batch it gets belongs to the pipeline (may be overwritten)."""
+
+    order = 50
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.seen: list[bool] = []
+
+    def encodes(self, x: TensorImage) -> TensorImage:
+        self.seen.append(input_is_owned())
+        return x
+
+
+def test_batch_transforms_own_the_batch_only_inside_the_loader(png_folder: Path) -> None:
+    probe = SeesOwnership()
+    block = image_block(png_folder)
+    block.batch_tfms = [probe]
+    dls = block.dataloaders(png_folder, bs=4, num_workers=0, device="cpu")
+    list(dls.train)
+    assert probe.seen and all(probe.seen)  # a collated batch: the transforms may reuse it
+    probe.seen.clear()
+    block.summary(png_folder, file=io.StringIO())  # shows every step: nothing may be overwritten there
+    assert probe.seen and not any(probe.seen)
+    assert not input_is_owned()
 
 
 def test_decode_batch_gives_labels_and_pixels(png_folder: Path) -> None:

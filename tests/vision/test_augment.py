@@ -23,6 +23,7 @@ from lamina.core import (
     TensorPoint,
     Transform,
     lookup_transform,
+    owned_input,
     registered_name,
 )
 from lamina.vision.augment import (
@@ -373,6 +374,47 @@ def test_normalize_round_trip() -> None:
     dec = norm.decode(enc)
     assert type(dec[0]) is TensorImage and torch.allclose(dec[0], batch[0], atol=1e-6)
     assert norm.has_decodes
+
+
+def test_normalize_and_flip_leave_a_callers_tensor_alone() -> None:
+    norm = Normalize.from_stats(*imagenet_stats)
+    x = TensorImage(torch.rand(4, 3, 6, 5))
+    u8 = TensorImage((torch.rand(4, 3, 6, 5) * 255).to(torch.uint8))
+    x0, u0 = x.clone(), u8.clone()
+    norm(x)
+    Flip(p=1.0)(u8, split_idx=0)
+    assert torch.equal(x, x0) and torch.equal(u8, u0)
+
+
+def test_normalize_and_flip_reuse_a_batch_the_loader_owns() -> None:
+    norm = Normalize.from_stats(*imagenet_stats)
+    x = TensorImage(torch.rand(4, 3, 6, 5))
+    expected = plain(norm(x))
+    with owned_input():
+        out = norm(x)
+    assert out.data_ptr() == x.data_ptr() and torch.allclose(plain(out), expected)
+    u8 = TensorImage((torch.rand(8, 3, 6, 5) * 255).to(torch.uint8))
+    torch.manual_seed(0)
+    reference = plain(Flip(p=0.5)(u8, split_idx=0))
+    torch.manual_seed(0)
+    with owned_input():
+        flipped = Flip(p=0.5)(u8, split_idx=0)
+    assert flipped.data_ptr() == u8.data_ptr() and torch.equal(plain(flipped), reference)
+    # a broadcast view cannot be written in place: a new tensor, the same values
+    view = TensorImage(torch.rand(1, 3, 6, 5).expand(4, 3, 6, 5))
+    with owned_input():
+        out = norm(view)
+    assert out.data_ptr() != view.data_ptr() and torch.allclose(plain(out), plain(norm(view)))
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_flip_on_the_gpu_matches_the_cpu() -> None:
+    u8 = TensorImage((torch.rand(16, 3, 6, 5) * 255).to(torch.uint8))
+    flipped = torch.rand(16) < 0.5
+    s = augment._Sampling(*(torch.empty(0),) * 3, (6, 5), (6, 5), "bilinear", "reflection")
+    cpu = GeometricAugment._apply_flip(u8, flipped, s)
+    gpu = GeometricAugment._apply_flip(u8.cuda().as_subclass(TensorImage), flipped.cuda(), s)
+    assert torch.equal(plain(cpu), plain(gpu).cpu())
 
 
 def test_normalize_one_channel_and_errors() -> None:

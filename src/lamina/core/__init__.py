@@ -2,6 +2,7 @@
 
 from lamina.core.dispatch import TypeDispatch
 from lamina.core.errors import MissingKeyError
+from lamina.core.ownership import input_is_owned, owned_input, writable_in_place
 from lamina.core.registry import (
     NotExportableError,
     lookup_function,
@@ -57,11 +58,13 @@ __all__ = [
     "Transform",
     "TypeDispatch",
     "as_transform",
+    "input_is_owned",
     "lookup_function",
     "lookup_loss",
     "lookup_model",
     "lookup_transform",
     "model_recipe",
+    "owned_input",
     "register_function",
     "register_loss",
     "register_model",
@@ -70,4 +73,5 @@ __all__ = [
     "retain_type",
     "strip_type",
     "value_title",
+    "writable_in_place",
 ]

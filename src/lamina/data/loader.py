@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 import torch
 import torch.utils.data as tud
 
-from lamina.core import BytesBatch, Pipeline, TensorBytes, Transform, strip_type, value_title
+from lamina.core import BytesBatch, Pipeline, TensorBytes, Transform, owned_input, strip_type, value_title
 from lamina.data.datasets import ItemError, describe_item, describe_value, get_item
 
 if TYPE_CHECKING:
@@ -383,7 +383,8 @@ class DataLoader:
         # pinning turns the batch tuple into a list: make it a tuple again
         out: tuple[Any, ...] = to_device(tuple(b), self.device, non_blocking=self.pin_memory)
         if len(self.batch_tfms):
-            out = self.batch_tfms(_retype(out, types))
+            with owned_input():  # collated here: nobody else holds it, the batch transforms may reuse it
+                out = self.batch_tfms(_retype(out, types))
             if self._batch_types is None:
                 self._batch_types = tuple(type(e) for e in out)
             out = tuple(strip_type(e) for e in out)

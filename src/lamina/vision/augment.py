@@ -45,6 +45,7 @@ from lamina.core import (
     register_transform,
     registered_name,
     retain_type,
+    writable_in_place,
 )
 from lamina.vision.item_tfms import _check_choice
 
@@ -491,6 +492,13 @@ class GeometricAugment(ItemTransform, DisplayedTransform):
     def _apply_flip(cls, e: Any, flipped: torch.Tensor, s: _Sampling) -> Any:
         if isinstance(e, TensorImage | TensorMask):
             t = e.as_subclass(torch.Tensor)
+            if t.device.type == "cpu":
+                # on the CPU one image at a time is ~7x faster than flipping the batch then selecting
+                # (each image stays in cache); on a GPU that loop would sync, one `where` does not
+                out = t if writable_in_place(t) else t.clone()
+                for i in flipped.nonzero().flatten().tolist():
+                    out[i] = t[i].flip(-1)
+                return retain_type(out, e)
             where = flipped.view(-1, *([1] * (t.ndim - 1)))  # (B, 1, 1[, 1])
             return retain_type(torch.where(where, t.flip(-1), t), e)
         return cls._apply_sampling(e, s)  # points and boxes: through the same matrix
@@ -776,6 +784,8 @@ class Normalize(DisplayedTransform):
     def encodes(self, x: TensorImage) -> torch.Tensor:
         t = x.as_subclass(torch.Tensor)
         mean, std = self._stats(t)
+        if writable_in_place(t):  # a batch the loader built: no new batch-sized tensor (CPU: fresh pages)
+            return t.sub_(mean).div_(std)
         return (t - mean).div_(std)  # one new tensor instead of two: this pass is memory-bound
 
     def decodes(self, x: TensorImage) -> torch.Tensor:
