@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import time
 from typing import Any
+from unittest import mock
 
 import pytest
 import torch
@@ -10,6 +12,7 @@ from torch import nn
 
 from lamina.data import DataLoaders
 from lamina.train import Callback, Learner
+from lamina.train.callbacks import hardware
 from lamina.train.callbacks.hardware import ChannelsLast, Compile
 
 
@@ -93,3 +96,99 @@ def test_compile_compiles_for_the_fit_and_keeps_the_plain_module() -> None:
 def test_compile_refuses_an_unknown_mode() -> None:
     with pytest.raises(ValueError, match="help:"):
         Compile(mode="fastest")  # type: ignore[arg-type]
+
+
+def _slow_backend(delay: float) -> Any:
+    """A torch.compile backend that runs the captured graph as is, `delay` seconds slower per call."""
+
+    def backend(gm: torch.fx.GraphModule, example_inputs: list[torch.Tensor]) -> Any:
+        def run(*args: Any) -> Any:
+            time.sleep(delay)
+            return gm.forward(*args)
+
+        return run
+
+    return backend
+
+
+def test_compile_auto_keeps_eager_when_compiling_is_slower() -> None:
+    torch._dynamo.reset()
+    cb = Compile(mode="auto", backend=_slow_backend(0.02), warmup_steps=1, trial_steps=2)
+    learn = _mlp_learner([cb])  # 3 training batches per epoch
+    learn.fit(3)
+    assert cb.chosen == "eager" and set(cb.step_times) == {"eager", "default"}
+    assert cb.step_times["default"] > cb.step_times["eager"]
+    assert learn.model._compiled_call_impl is None
+    eager = _mlp_learner([])
+    eager.fit(3)
+    for k, v in eager.model.state_dict().items():  # the trial's steps trained the model like any others
+        assert torch.allclose(learn.model.state_dict()[k], v, atol=1e-6), k
+
+
+class _FakeClock:
+    """Stands in for the `time` module: a step costs 1 s eagerly and 0.4 s compiled."""
+
+    def __init__(self) -> None:
+        self.t = 0.0
+
+    def perf_counter(self) -> float:
+        return self.t
+
+
+def test_compile_auto_keeps_a_faster_compiled_mode_for_the_rest_of_the_fit() -> None:
+    torch._dynamo.reset()
+    graphs: list[Any] = []
+
+    def counting_backend(gm: torch.fx.GraphModule, example_inputs: list[torch.Tensor]) -> Any:
+        graphs.append(gm)
+        return gm.forward
+
+    clock = _FakeClock()
+    cb = Compile(mode="auto", backend=counting_backend, warmup_steps=1, trial_steps=4)
+
+    class StepCost(Callback):
+        def __init__(self) -> None:
+            self.compiled_after_epoch: list[bool] = []
+
+        def after_pred(self) -> None:
+            if self.learn.training:
+                clock.t += 1.0 if cb._active == "eager" else 0.4
+
+        def after_epoch(self) -> None:
+            self.compiled_after_epoch.append(self.learn.model._compiled_call_impl is not None)
+
+    cost = StepCost()
+    learn = _mlp_learner([cb, cost])
+    with mock.patch.object(hardware, "time", clock):
+        learn.fit(5)  # 15 steps; each 5-step window spans a validation, which is not timed
+    assert cb.chosen == "default"
+    assert cb.step_times == pytest.approx({"eager": 1.0, "default": 0.4})
+    assert cost.compiled_after_epoch[-1]  # still compiled after the trial ended
+    assert graphs and learn.model._compiled_call_impl is None  # eager again after the fit
+
+
+def test_compile_auto_that_runs_out_of_steps_leaves_the_model_eager() -> None:
+    torch._dynamo.reset()
+    cb = Compile(mode="auto", backend=_slow_backend(0.0), warmup_steps=2, trial_steps=5)
+    learn = _mlp_learner([cb])
+    learn.fit(1)
+    assert cb.chosen is None and set(cb.step_times) <= {"eager"}
+    assert learn.model._compiled_call_impl is None
+    with pytest.raises(ValueError, match="help:"):
+        Compile(mode="auto", candidates=["fastest"])  # type: ignore[list-item]
+    with pytest.raises(ValueError, match="trial_steps"):
+        Compile(mode="auto", trial_steps=0)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_compile_auto_on_cuda_with_cuda_graphs_keeps_validation_predictions() -> None:
+    torch._dynamo.reset()
+    cb = Compile(mode="auto", warmup_steps=3, trial_steps=3)
+    learn = _mlp_learner([cb])
+    learn.dls.device = torch.device("cuda")
+    learn.model.cuda()
+    learn.fit(6)
+    assert cb.chosen in ("eager", "default", "reduce-overhead")
+    assert set(cb.step_times) == {"eager", "default", "reduce-overhead"}
+    preds, _targs = learn.get_preds()
+    assert preds.shape == (8, 2) and torch.isfinite(preds).all()
