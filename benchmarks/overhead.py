@@ -21,6 +21,7 @@ against a plain epoch that also sums its train and valid losses on the device an
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import logging
 import warnings
 from collections.abc import Callable, Iterable, Iterator
@@ -82,15 +83,21 @@ class Variant:
     name: str
     bf16: bool = False
     channels_last: bool = False
-    compile_mode: Literal["default", "reduce-overhead"] | None = None
+    # "auto": lamina's Compile(mode="auto") against the plain loop left eager (the choice it must beat)
+    compile_mode: Literal["default", "reduce-overhead", "auto"] | None = None
+    extra_warm: int = 0  # more untimed steps (auto: the trial of eager, default and reduce-overhead)
 
 
 FP32 = Variant("fp32")
+AUTO_TRIAL = (2, 5)  # warm-up and timed steps per mode of lamina's auto trial in this suite
 CUDA_VARIANTS = (
     FP32,
     Variant("bf16-cl", bf16=True, channels_last=True),
     Variant("bf16-cl-compile", bf16=True, channels_last=True, compile_mode="default"),
     Variant("bf16-cl-compile-ro", bf16=True, channels_last=True, compile_mode="reduce-overhead"),
+    Variant(
+        "bf16-cl-auto", bf16=True, channels_last=True, compile_mode="auto", extra_warm=3 * sum(AUTO_TRIAL)
+    ),
 )
 
 
@@ -206,8 +213,9 @@ class PlainLoop:
         self.transfer = transfer
         self.model = _prepare(model, device, v)
         self.opt = _adamw(self.model.parameters(), device)
+        compiled = v.compile_mode not in (None, "auto")  # auto: the plain loop stays eager
         self.step_model: Callable[[Tensor], Tensor] = (
-            torch.compile(self.model, mode=v.compile_mode) if v.compile_mode else self.model
+            torch.compile(self.model, mode=v.compile_mode) if compiled else self.model
         )
 
     def steady(self) -> Sample:
@@ -310,7 +318,9 @@ def _lamina_variant(learn: Learner, v: Variant) -> str | None:
             return f"lamina.train.callbacks.hardware not importable: {e}"
         if v.channels_last:
             learn.add_cb(ChannelsLast())
-        if v.compile_mode:
+        if v.compile_mode == "auto":
+            learn.add_cb(Compile(mode="auto", warmup_steps=AUTO_TRIAL[0], trial_steps=AUTO_TRIAL[1]))
+        elif v.compile_mode:
             learn.add_cb(Compile(mode=v.compile_mode))
     return None
 
@@ -318,8 +328,16 @@ def _lamina_variant(learn: Learner, v: Variant) -> str | None:
 class LaminaLoop:
     """`Learner.fit(1)` with the default callbacks; `tty=True` makes the progress bar live."""
 
-    def __init__(self, learn: Learner, cfg: OverheadConfig, device: torch.device, tty: bool = False) -> None:
+    def __init__(
+        self,
+        learn: Learner,
+        cfg: OverheadConfig,
+        device: torch.device,
+        tty: bool = False,
+        notes: list[str] | None = None,
+    ) -> None:
         self.learn, self.cfg, self.device, self.tty = learn, cfg, device, tty
+        self.notes = notes  # where to say what Compile(mode="auto") measured and chose
         self.timer = _StepTimer(cfg.n_warm, device)
         if cfg.mode == "steady":  # the epoch mode times the whole fit call: no extra callback
             learn.add_cb(self.timer)
@@ -329,7 +347,18 @@ class LaminaLoop:
         with quiet(self.tty):
             self.learn.fit(1)
         n_img = (self.cfg.n_steps) * self.cfg.bs
+        self._note_compile_choice()
         return Sample(n_img / (self.timer.t1 - self.timer.t0), peak_memory_mb(self.device))
+
+    def _note_compile_choice(self) -> None:
+        from lamina.train.callbacks.hardware import Compile
+
+        for cb in self.learn.cbs:
+            if self.notes is not None and isinstance(cb, Compile) and cb.mode == "auto":
+                times = ", ".join(f"{k} {v * 1e3:.1f} ms" for k, v in cb.step_times.items())
+                note = f"lamina Compile(mode='auto') chose {cb.chosen} (per step: {times})"
+                if note not in self.notes and cb.step_times:
+                    self.notes.append(note)
 
     def epoch(self) -> Sample:
         t0 = seconds()
@@ -564,7 +593,9 @@ def _contenders(
     if why:
         result.notes.append(f"lamina skipped: {why}")
     else:
-        out.append(Contender("lamina", pick(LaminaLoop(learn, cfg, device)), optional=v != FP32))
+        out.append(
+            Contender("lamina", pick(LaminaLoop(learn, cfg, device, notes=result.notes)), optional=v != FP32)
+        )
 
     if v == FP32:
         # the per-item paths, plain (TensorDataset + torch DataLoader) and lamina (from_dsets): items on
@@ -634,7 +665,9 @@ def run_suite(opts: Options) -> SuiteResult:
                     f"{cfg.name}: bf16 / channels_last / compile variants run on CUDA only "
                     "(--all-variants forces them)"
                 )
+        base = cfg
         for v in variants:
+            cfg = dataclasses.replace(base, n_warm=base.n_warm + v.extra_warm)
             if v.compile_mode:
                 _fresh_dynamo()
             steady = cfg.mode == "steady"

@@ -171,3 +171,21 @@ def test_masks_that_do_not_match_the_images_are_named(tmp_path: Path) -> None:
         "train", str(tmp_path / "data" / "images"), "--masks", str(tmp_path / "data" / "masks"), cwd=tmp_path
     )
     assert r.returncode != 0 and "im3.png" in r.stderr
+
+
+def test_compile_option_adds_the_compile_callback(mnist_small: Path) -> None:
+    from lamina.cli import _dataloaders, _learner, build_parser
+    from lamina.train.callbacks.hardware import Compile
+
+    def compiles(*extra: str) -> list[Compile]:
+        args = build_parser().parse_args(["train", str(mnist_small), "--workers", "0", *extra])
+        learn = _learner(args, _dataloaders(args))
+        return [cb for cb in learn.cbs if isinstance(cb, Compile)]
+
+    assert compiles() == []  # off by default
+    (cb,) = compiles("--compile", "auto")
+    assert cb.mode == "auto"
+    (cb,) = compiles("--compile", "reduce-overhead")
+    assert cb.mode == "reduce-overhead"
+    with pytest.raises(SystemExit):
+        compiles("--compile", "fastest")

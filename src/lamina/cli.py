@@ -12,7 +12,7 @@ import sys
 import time
 from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 if TYPE_CHECKING:
     from lamina.data import DataLoaders
@@ -148,6 +148,11 @@ def _learner(args: argparse.Namespace, dls: DataLoaders) -> Learner:
         learn.to_bf16()
     elif args.precision == "fp16":
         learn.to_fp16()
+    compile_mode = getattr(args, "compile", "off")
+    if compile_mode != "off":
+        from lamina.train.callbacks.hardware import Compile
+
+        learn.add_cb(Compile(mode=cast(Any, compile_mode)))  # one of the parser's choices
     return learn
 
 
@@ -159,6 +164,8 @@ def _run_dir(out: str | None) -> Path:
 
 def cmd_train(args: argparse.Namespace) -> int:
     import torch
+
+    from lamina.train.callbacks.hardware import Compile
 
     torch.manual_seed(args.seed)
     dls = _dataloaders(args)
@@ -190,7 +197,13 @@ def cmd_train(args: argparse.Namespace) -> int:
     learn.export(run / "model.lamina")
     _save_interpretation(learn, run)
     final = dict(zip(rec.metric_names[1:-1], rec.values[-1], strict=True)) if rec.values else {}
-    summary = {"seconds": round(secs, 2), **{k: round(float(v), 6) for k, v in final.items()}}
+    summary: dict[str, Any] = {"seconds": round(secs, 2), **{k: round(float(v), 6) for k, v in final.items()}}
+    compiled = [cb for cb in learn.cbs if isinstance(cb, Compile)]
+    if compiled:
+        summary["compile"] = compiled[0].chosen or "eager (the trial did not finish)"
+        times = {k: round(v * 1e3, 3) for k, v in compiled[0].step_times.items()}
+        summary["compile_step_ms"] = times
+        print(f"compile: {summary['compile']}" + (f" (ms per step: {times})" if times else ""))
     (run / "summary.json").write_text(json.dumps(summary, indent=1))
     print(f"trained in {secs:.1f} s; {', '.join(f'{k} {v:.4f}' for k, v in final.items())}")
     print(f"run folder: {run}  ({', '.join(sorted(p.name for p in run.iterdir()))})")
@@ -288,6 +301,12 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--epochs", type=int, default=4)
     t.add_argument("--lr", default="1e-2", help="learning rate, or 'auto' to run lr_find first")
     t.add_argument("--precision", choices=["fp32", "bf16", "fp16"], default="fp32")
+    t.add_argument(
+        "--compile",
+        choices=["off", "auto", "default", "reduce-overhead", "max-autotune"],
+        default="off",
+        help="torch.compile the model; 'auto' times eager and compiled steps first and keeps the faster",
+    )
     t.add_argument("--out", default=None, help="run folder (default runs/<time>)")
     t.set_defaults(func=cmd_train)
 

@@ -165,6 +165,11 @@ def test_compile_auto_keeps_a_faster_compiled_mode_for_the_rest_of_the_fit() -> 
     assert cb.step_times == pytest.approx({"eager": 1.0, "default": 0.4})
     assert cost.compiled_after_epoch[-1]  # still compiled after the trial ended
     assert graphs and learn.model._compiled_call_impl is None  # eager again after the fit
+    n, times = len(graphs), dict(cb.step_times)
+    with mock.patch.object(hardware, "time", clock):
+        learn.fit(1)  # the same model: no new trial, the same compiled forward (nothing compiles again)
+    assert cb.chosen == "default" and cb.step_times == times and cost.compiled_after_epoch[-1]
+    assert len(graphs) == n
 
 
 def test_compile_auto_that_runs_out_of_steps_leaves_the_model_eager() -> None:

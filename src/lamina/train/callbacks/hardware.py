@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+import weakref
 from collections.abc import Callable, Sequence
 from typing import Any, Literal
 
@@ -54,7 +55,8 @@ class Compile(Callback):
     `trial_steps` timed each (validation pauses the clock), and keeps the fastest; a compiled mode must
     beat eager by `margin` (a fraction) to be kept. Every step of the trial trains the model. `chosen` and
     `step_times` (seconds per training step, summed over processes when distributed) tell what was
-    measured and decided; a fit too short to finish the trial stays eager (`chosen` None).
+    measured and decided; a fit too short to finish the trial stays eager (`chosen` None). Later fits of
+    the same model reuse the choice and the compiled forwards (`fine_tune` does not compile twice).
     With a CUDA-graph mode, validation predictions are copied out of the graph's memory (`get_preds` keeps
     them across steps); a callback that keeps training predictions across steps must copy them too.
     """
@@ -99,29 +101,35 @@ class Compile(Callback):
         self._step, self._n_timed, self._timed = 0, 0, 0.0  # auto: steps under this mode, timed, seconds
         self._t0: float | None = None  # when the running timing window opened
         self._device = torch.device("cpu")
+        self._model: weakref.ref[torch.nn.Module] | None = None  # the model the compiled forwards belong to
 
     # -- the fit -------------------------------------------------------------------------------------------
     def before_fit(self) -> None:
         model = self.learn.model
         self._previous = model._compiled_call_impl  # None unless the user compiled it already
         self._compiled = True
-        self._device = next((p.device for p in model.parameters()), torch.device("cpu"))
-        self.step_times, self._impls = {}, {}
-        if self.mode == "auto":
+        device = next((p.device for p in model.parameters()), torch.device("cpu"))
+        if self._model is None or self._model() is not model or device != self._device:
+            # another model or device: forget the compiled forwards and what was measured
+            self._model, self._device = weakref.ref(model), device
+            self._impls, self.step_times = {}, {}
             self.chosen = None
-            self._trial = [EAGER, *self._candidate_modes()]
-            self._reset_timing()
-            self._use(EAGER)
-        else:
+        if self.mode != "auto":
             self.chosen = self.mode or "default"
+        if self.chosen is not None:  # a fixed mode, or decided in an earlier fit: no new trial
             self._use(self.chosen)
+            return
+        self._trial = [EAGER, *self._candidate_modes()]
+        self.step_times = {}
+        self._reset_timing()
+        self._use(EAGER)
 
     def after_fit(self) -> None:
         if self._compiled:
-            # nn.Module.compile has no public inverse: resetting the attribute it sets is the undo
+            # nn.Module.compile has no public inverse: resetting the attribute it sets is the undo. The
+            # compiled forwards are kept: the next fit of this model reuses them (and the choice) as they are
             self.learn.model._compiled_call_impl = self._previous
             self._compiled, self._previous, self._trial, self._active = False, None, [], EAGER
-            self._impls = {}
 
     # -- the steps -----------------------------------------------------------------------------------------
     def before_batch(self) -> None:
