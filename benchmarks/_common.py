@@ -62,6 +62,7 @@ class Options:
     cache_dir: Path = Path("/tmp/lamina-benchmarks")
     configs: tuple[str, ...] = ()  # overhead configs to run; empty: the defaults for the device
     all_variants: bool = False  # bf16 / compile variants on the CPU too (slow; checks the code paths)
+    variants: tuple[str, ...] = ()  # overhead variants to run (fp32, bf16-cl, ...); empty: all that apply
 
     @property
     def torch_device(self) -> torch.device:

@@ -665,6 +665,12 @@ def run_suite(opts: Options) -> SuiteResult:
                     f"{cfg.name}: bf16 / channels_last / compile variants run on CUDA only "
                     "(--all-variants forces them)"
                 )
+        if opts.variants:
+            known = {v.name for v in CUDA_VARIANTS}
+            unknown = [n for n in opts.variants if n not in known]
+            if unknown:
+                raise ValueError(f"overhead: unknown variant(s) {unknown}; choose from {sorted(known)}")
+            variants = tuple(v for v in variants if v.name in opts.variants)
         base = cfg
         for v in variants:
             cfg = dataclasses.replace(base, n_warm=base.n_warm + v.extra_warm)

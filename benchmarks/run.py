@@ -54,6 +54,12 @@ def _parser() -> argparse.ArgumentParser:
         "busy machine swing 50x), torch's default on CUDA",
     )
     p.add_argument(
+        "--variants",
+        default="",
+        help="overhead variants, comma-separated: fp32,bf16-cl,bf16-cl-compile,bf16-cl-compile-ro,"
+        "bf16-cl-auto (default: every one the device runs)",
+    )
+    p.add_argument(
         "--all-variants", action="store_true", help="bf16 / channels_last / compile variants on the CPU too"
     )
     return p
@@ -79,6 +85,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         cache_dir=args.cache_dir,
         configs=tuple(c.strip() for c in args.configs.split(",") if c.strip()),
         all_variants=args.all_variants,
+        variants=tuple(v.strip() for v in args.variants.split(",") if v.strip()),
     )
     names = list(SUITES) if args.suite == "all" else [args.suite]
     default_name = f"{args.suite}-{args.device}{'-quick' if args.quick else ''}.json"

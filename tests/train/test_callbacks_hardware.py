@@ -185,6 +185,7 @@ def test_compile_auto_that_runs_out_of_steps_leaves_the_model_eager() -> None:
         Compile(mode="auto", trial_steps=0)
 
 
+@pytest.mark.gpu
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
 def test_compile_auto_on_cuda_with_cuda_graphs_keeps_validation_predictions() -> None:
     torch._dynamo.reset()

@@ -407,6 +407,7 @@ def test_normalize_and_flip_reuse_a_batch_the_loader_owns() -> None:
     assert out.data_ptr() != view.data_ptr() and torch.allclose(plain(out), plain(norm(view)))
 
 
+@pytest.mark.gpu
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
 def test_flip_on_the_gpu_matches_the_cpu() -> None:
     u8 = TensorImage((torch.rand(16, 3, 6, 5) * 255).to(torch.uint8))

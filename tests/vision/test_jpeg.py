@@ -185,3 +185,16 @@ def test_corrupt_jpeg_gives_a_clear_error(tmp_path: Path) -> None:
     Image.fromarray(np.zeros((8, 8, 3), np.uint8)).save(png, format="PNG")
     with pytest.raises(ValueError, match=r"(?s)png\.jpg.*not a JPEG.*gpu_jpeg=False"):
         ReadBytes()(png)
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_cuda_chooses_the_gpu_path_and_matches_the_cpu_decode(jpeg_folder: Path) -> None:
+    tfms = [Resize(32, method="squish")]  # deterministic: the two paths differ only by their JPEG decoder
+    gpu = ImageDataLoaders.from_folder(jpeg_folder, item_tfms=tfms, bs=6, device="cuda", num_workers=0)
+    assert len(gpu.valid.item_tfms) == 0 and any(isinstance(t, DecodeJpegBatch) for t in gpu.valid.batch_tfms)
+    cpu = _dls(jpeg_folder, item_tfms=tfms, bs=6)
+    (xg, yg), (xc, yc) = next(iter(gpu.valid)), next(iter(cpu.valid))
+    assert xg.device.type == "cuda" and xg.shape == xc.shape == (6, 3, 32, 32)
+    assert torch.equal(yg.cpu(), yc)
+    assert (xg.cpu() - xc).abs().mean() < 0.02  # nvjpeg and libjpeg-turbo round the IDCT differently
