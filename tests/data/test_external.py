@@ -19,7 +19,6 @@ from collections.abc import Callable, Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
-import platformdirs
 import pytest
 
 from lamina.data.external import (
@@ -203,6 +202,7 @@ def test_cache_dir_is_read_when_called(tmp_path: Path, monkeypatch: pytest.Monke
     monkeypatch.setenv("LAMINA_HOME", str(tmp_path / "b"))
     assert cache_dir() == tmp_path / "b"
     monkeypatch.delenv("LAMINA_HOME")
+    platformdirs = pytest.importorskip("platformdirs")  # imported here: lamina imports it only when needed
     assert cache_dir() == Path(platformdirs.user_cache_dir("lamina"))
     assert not (tmp_path / "b").exists()  # asking for the folder creates nothing
 

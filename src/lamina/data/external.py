@@ -30,8 +30,6 @@ from http.client import HTTPException
 from pathlib import Path, PurePosixPath
 from types import MappingProxyType
 
-import platformdirs
-
 __all__ = [
     "DATASETS",
     "ChecksumError",
@@ -266,6 +264,8 @@ def cache_dir() -> Path:
     home = os.environ.get("LAMINA_HOME")
     if home:
         return Path(home).expanduser()
+    import platformdirs  # deferred: only needed when LAMINA_HOME is not set
+
     return Path(platformdirs.user_cache_dir("lamina"))
 
 
