@@ -15,6 +15,12 @@ quick=()
 if [ -n "${LAMINA_CHECK_QUICK:-}" ]; then quick=(--quick); fi
 step() { echo "== $1 ($(date +%T))"; }
 
+# fastai is not on the GPU machines' image: wheels carried in .whl/ (benchmarks/README.md) add its column
+if ls .whl/*.whl >/dev/null 2>&1; then
+  $py -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --target /tmp/lamina-site .whl/*.whl \
+    && export PYTHONPATH="$PYTHONPATH:/tmp/lamina-site"
+fi
+
 step versions
 $py -c "import torch, torchvision, timm; print('torch', torch.__version__, 'torchvision', \
 torchvision.__version__, 'timm', timm.__version__); print('device', torch.cuda.get_device_name() \
