@@ -95,7 +95,7 @@ class Compile(Callback):
         self.step_times: dict[str, float] = {}
         self._previous: Callable[..., Any] | None = None
         self._compiled = False
-        self._impls: dict[str, Callable[..., Any]] = {}  # mode -> compiled forward, kept for the fit
+        self._impls: dict[str, Callable[..., Any]] = {}  # mode -> compiled forward, kept across fits
         self._active: str = EAGER
         self._trial: list[str] = []  # auto: the modes still to time, the one being timed first
         self._step, self._n_timed, self._timed = 0, 0, 0.0  # auto: steps under this mode, timed, seconds
