@@ -11,6 +11,7 @@ from matplotlib.figure import Figure
 
 from lamina.core import TensorImage, TensorMask
 from lamina.data import DataLoaders
+from lamina.data.datasets import ItemError
 from lamina.train import load_learner
 from lamina.vision import Resize, aug_transforms
 from lamina.vision.segmentation import SegmentationDataLoaders, show_segmentation_results
@@ -120,6 +121,26 @@ def test_factory_errors_say_what_to_pass(seg_path: Path) -> None:
         SegmentationDataLoaders.from_label_func(seg_path, [], lambda f: f, codes=CODES)
     with pytest.raises(ValueError, match="fewer than 2"):
         SegmentationDataLoaders.from_label_func(seg_path, _fnames(seg_path), lambda f: f, codes=["only"])
+
+
+def test_mask_codes_outside_the_classes_are_named_with_the_file(seg_path: Path, tmp_path: Path) -> None:
+    from PIL import Image
+
+    from lamina.vision.core import DecodeMask
+
+    mask = seg_path / "labels" / "img0.png"  # codes 0, 1 and 2
+    assert int(DecodeMask(CODES)(mask).max()) == 2
+    with pytest.raises(ValueError, match=r"(?s)img0\.png has class codes \[0, 1, 2\].*outside 0\.\.1.*help:"):
+        DecodeMask(["background", "red"])(mask)
+    binary = tmp_path / "binary.png"
+    Image.fromarray(np.array([[0, 255], [255, 0]], np.uint8), mode="L").save(binary)
+    with pytest.raises(ValueError, match=r"(?s)binary\.png.*map 255 to 1.*no codes given.*help:"):
+        DecodeMask()(binary)
+    with pytest.raises(ItemError, match=r"(?s)images/img\d\.png.*DecodeMask.*labels/img\d\.png.*help:"):
+        SegmentationDataLoaders.from_label_func(
+            seg_path, _fnames(seg_path), lambda f: seg_path / "labels" / f.name, codes=["background", "red"],
+            item_tfms=[Resize(32)], bs=2, num_workers=0,
+        ).one_batch()  # fmt: skip
 
 
 def test_files_are_taken_as_given_or_under_path(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -190,7 +190,26 @@ class DecodeMask(Transform):
             # palette masks keep their indices; others are read as grey levels (the code of each pixel)
             arr = np.asarray(src if src.mode in ("P", "L", "I") else src.convert("L"))
             m = torch.from_numpy(arr.astype(np.int64))
-        return m.long().squeeze().as_subclass(TensorMask)
+        m = m.long().squeeze()
+        self._check_codes(m, o)
+        return m.as_subclass(TensorMask)
+
+    def _check_codes(self, m: torch.Tensor, source: object) -> None:
+        """A code outside 0..c-1 would fail deep inside the loss ("target out of bounds"): say it here."""
+        if not m.numel():
+            return
+        lo, hi = int(m.min()), int(m.max())
+        if lo >= 0 and hi < self.c:
+            return
+        name = str(source) if not isinstance(source, torch.Tensor) else f"a tensor of shape {tuple(m.shape)}"
+        known = f"codes={self.codes}" if self.codes else "no codes given, so 2 classes are assumed"
+        found = sorted(int(v) for v in torch.unique(m)[:10])
+        hint = " (0 and 255: a binary mask saved as black and white? map 255 to 1)" if hi == 255 else ""
+        raise ValueError(
+            f"DecodeMask: mask {name} has class codes {found}{hint}, outside 0..{self.c - 1} ({known}).\n"
+            "help: pass codes naming every class, in the order of their pixel values, e.g. "
+            "MaskBlock(codes=['background', 'road', 'car']) or `lamina train --codes background,road,car`"
+        )
 
     def to_config(self) -> dict[str, Any]:
         return {"codes": self.codes}
