@@ -1,8 +1,9 @@
-"""No callback reads a tensor's value in a training step (on a GPU each read would wait for the device).
+"""No lamina code reads a tensor's value within a batch (on a GPU each read would wait for the device).
 
 On the CPU a read costs nothing, so the test watches for the reads themselves: a torch function mode
 records every `item`, `tolist`, `bool`, `float`, `int`, `numpy` and `cpu` call from the start of a
-training batch to its end (`set_sync_debug_mode` checks the same on CUDA: tests/train/test_cuda_loop.py).
+training or validation batch to its end (on CUDA, tests/train/test_cuda_loop.py checks the same with
+`set_sync_debug_mode`).
 """
 
 from __future__ import annotations
@@ -62,7 +63,7 @@ class _Open(Callback):
         self.active = False
 
     def before_batch(self) -> None:
-        if self.learn.training and self.learn.iter >= 1:
+        if self.learn.iter >= 1:  # training and validation batches (metrics accumulate on the device)
             self.mode.__enter__()
             self.active = True
             self.watched += 1
@@ -103,5 +104,5 @@ def test_training_steps_read_no_tensor_values() -> None:
     learn = Learner(dls, model, loss_func=nn.CrossEntropyLoss(), metrics=accuracy, cbs=cbs)
     learn.to_bf16()
     learn.fit_one_cycle(2, 1e-2)  # with the default Recorder and progress bar
-    assert opener.watched == 2 * 7
+    assert opener.watched == 2 * (7 + 1)  # 8 training and 2 validation batches an epoch
     assert seen == []
