@@ -229,9 +229,17 @@ def test_default_num_workers_rule() -> None:
     assert n == (0 if cpus <= 2 else min(8, cpus - 1))  # workers only where a core is left for training
 
 
-@pytest.mark.parametrize("tfm", [Noise, RandomShift], ids=["train-only", "every-split"])
-def test_seeded_batches_are_the_same_across_runs_and_workers(png_folder: Path, tfm: type[Transform]) -> None:
-    dblock = image_block(png_folder, item_tfms=[tfm()])
+@pytest.mark.parametrize(
+    ("tfm", "where"),
+    [(Noise, "item"), (RandomShift, "item"), (Noise, "batch"), (RandomShift, "batch")],
+    ids=["train-only", "every-split", "batch-train-only", "batch-every-split"],
+)
+def test_seeded_batches_are_the_same_across_runs_and_workers(
+    png_folder: Path, tfm: type[Transform], where: str
+) -> None:
+    dblock = image_block(png_folder, item_tfms=[tfm()] if where == "item" else None)
+    if where == "batch":
+        dblock.batch_tfms = [tfm()]
     runs = []
     for workers in (0, 0, 2):
         dls = dblock.dataloaders(png_folder, bs=3, num_workers=workers, device="cpu", seed=42)
@@ -245,9 +253,9 @@ def test_seeded_batches_are_the_same_across_runs_and_workers(png_folder: Path, t
 
 
 def test_seeded_loading_leaves_the_global_rng_alone(png_folder: Path) -> None:
-    dls = image_block(png_folder, item_tfms=[Noise()]).dataloaders(
-        png_folder, bs=3, num_workers=0, device="cpu", seed=1
-    )
+    block = image_block(png_folder, item_tfms=[Noise()])
+    block.batch_tfms = [Noise()]  # batch transforms draw from their own seeds too
+    dls = block.dataloaders(png_folder, bs=3, num_workers=0, device="cpu", seed=1)
     torch.manual_seed(123)
     random.seed(123)
     expected = (torch.rand(3), random.random())

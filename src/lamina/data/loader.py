@@ -7,6 +7,7 @@ the loader is a tuple of plain `torch.Tensor`s. `decode_batch` puts the types ba
 
 from __future__ import annotations
 
+import contextlib
 import math
 import os
 import random
@@ -38,6 +39,37 @@ __all__ = [
 # the CPU generator that `torch.rand` & co. draw from; seeded per item (1 us) rather than with
 # `torch.manual_seed` (which also seeds every CUDA device: 200 us)
 _CPU_RNG = torch.random.default_generator
+
+# mixed into an item's seed to seed its batch's transforms: a different stream from the item's own
+_BATCH_SALT = 0x2545F4914F6CDD1D
+
+
+@contextlib.contextmanager
+def _seeded_rng(seed: int | None, device: torch.device) -> Iterator[None]:
+    """Within: torch's CPU generator (and `device`'s, on CUDA) and Python's `random` start from `seed`;
+    after: as they were, so seeded batch transforms neither depend on nor change what training draws."""
+    if seed is None:
+        yield
+        return
+    gens = [_CPU_RNG]
+    if device.type == "cuda":
+        index = device.index if device.index is not None else torch.cuda.current_device()
+        gens.append(torch.cuda.default_generators[index])
+    states, py_state = [g.get_state() for g in gens], random.getstate()
+    try:
+        for g in gens:
+            g.manual_seed(seed)
+        random.seed(seed)
+        yield
+    finally:
+        for g, st in zip(gens, states, strict=True):
+            g.set_state(st)
+        random.setstate(py_state)
+
+
+def _batch_seed(item_seed: int) -> int:
+    return (item_seed ^ _BATCH_SALT) & (2**62 - 1)
+
 
 # skip_bad_files: after this many bad items in a row, it is not a few bad files but a wrong path or transform
 _MAX_BAD_IN_A_ROW = 32
@@ -129,8 +161,16 @@ class _Replaced:
         self.item, self.bad = item, bad
 
 
-def _collate_items(items: Sequence[Any]) -> tuple[tuple[Any, ...], list[tuple[int, str]]]:
-    """The collate_fn given to torch: the batch, and the (position, message) of the items it skipped."""
+class _BatchSeed(int):
+    """Appended to a seeded batch's items by the dataset: the seed of the batch's transforms."""
+
+
+def _collate_items(items: Sequence[Any]) -> tuple[tuple[Any, ...], list[tuple[int, str]], int | None]:
+    """The collate_fn given to torch: the batch, the (position, message) of the items it skipped, and the
+    seed of its batch transforms (None unless the loader is seeded)."""
+    seed = None
+    if items and isinstance(items[-1], _BatchSeed):
+        seed, items = int(items[-1]), items[:-1]
     bad: list[tuple[int, str]] = []
     plain = []
     for it in items:
@@ -139,7 +179,7 @@ def _collate_items(items: Sequence[Any]) -> tuple[tuple[Any, ...], list[tuple[in
             plain.append(it.item)
         else:
             plain.append(it)
-    return collate(plain), bad
+    return collate(plain), bad, seed
 
 
 def _describe(dataset: Any, i: int) -> str:
@@ -168,7 +208,7 @@ class _ItemDataset(tud.Dataset[Any]):
         return len(self.dataset)
 
     def __getitem__(self, key: Any) -> Any:
-        return self.__getitems__([key])[0]
+        return self.__getitems__([key])[0]  # the item (a seeded key also adds its batch seed after it)
 
     def __getitems__(self, keys: Sequence[Any]) -> list[Any]:
         """A batch's items (torch's fetcher calls this): in the main process, seeding leaves the caller's RNGs
@@ -177,7 +217,9 @@ class _ItemDataset(tud.Dataset[Any]):
             return [self._get(k, None) for k in keys]
         saved = None if tud.get_worker_info() is not None else (_CPU_RNG.get_state(), random.getstate())
         try:
-            return [self._get(i, seed) for i, seed in keys]
+            # the batch transforms' seed travels with the batch: it is the same whichever process built it,
+            # and a distributed shard's batches get their own
+            return [*(self._get(i, seed) for i, seed in keys), _BatchSeed(_batch_seed(keys[0][1]))]
         finally:
             if saved is not None:
                 _CPU_RNG.set_state(saved[0])
@@ -250,8 +292,9 @@ class DataLoader:
 
     `dataset` is any sequence of tuples (a Datasets subset, or a plain list of (x, y)). Item transforms
     run in `num_workers` worker processes (`None`: `default_num_workers`), kept alive across epochs;
-    batch transforms run on the device, drawing from torch's global RNG. With `seed`, the order and the
-    random item transforms are the same on every run whatever `num_workers` is.
+    batch transforms run on the device, drawing from torch's global RNG. With `seed`, the order, the
+    random item transforms and the random batch transforms (each batch from its own seed, torch's RNG
+    left as it was) are the same on every run whatever `num_workers` is.
 
     `skip_bad_files` (default: the Datasets' setting): an item that fails to build (a corrupt image) is
     replaced by the next good item, so batches keep their size, and the loader warns once per epoch with
@@ -362,9 +405,9 @@ class DataLoader:
             self._torch_dl = self._make_torch_dl()
         bad: dict[int, str] = {}
         try:
-            for b, b_bad in self._torch_dl:
+            for b, b_bad, b_seed in self._torch_dl:
                 bad.update((int(i), str(m)) for i, m in b_bad)
-                yield self._after_collate(b, types)
+                yield self._after_collate(b, types, b_seed)
         finally:
             if bad:
                 self._report_bad(bad)
@@ -379,11 +422,14 @@ class DataLoader:
             stacklevel=3,
         )
 
-    def _after_collate(self, b: Sequence[Any], types: tuple[type, ...]) -> tuple[torch.Tensor, ...]:
+    def _after_collate(
+        self, b: Sequence[Any], types: tuple[type, ...], seed: int | None = None
+    ) -> tuple[torch.Tensor, ...]:
         # pinning turns the batch tuple into a list: make it a tuple again
         out: tuple[Any, ...] = to_device(tuple(b), self.device, non_blocking=self.pin_memory)
         if len(self.batch_tfms):
-            with owned_input():  # collated here: nobody else holds it, the batch transforms may reuse it
+            # collated here: nobody else holds it, the batch transforms may reuse it
+            with owned_input(), _seeded_rng(seed, self.device):
                 out = self.batch_tfms(_retype(out, types))
             if self._batch_types is None:
                 self._batch_types = tuple(type(e) for e in out)
@@ -428,10 +474,10 @@ class DataLoader:
                 "help: check get_items and the splitter, or lower bs"
             )
         types = self.types
-        b, bad = _collate_items(self._item_ds().__getitems__(self._first_keys()))
+        b, bad, seed = _collate_items(self._item_ds().__getitems__(self._first_keys()))
         if bad:
             self._report_bad(dict(bad))
-        return self._after_collate(b, types)
+        return self._after_collate(b, types, seed)
 
     # -- decoding and showing --------------------------------------------------------------------------------
     def decode(self, b: Sequence[Any]) -> tuple[Any, ...]:
