@@ -307,3 +307,23 @@ def test_new_keeps_the_validation_batch_ratio() -> None:
     assert (dls.train.bs, dls.valid.bs) == (4, 8)
     d2 = dls.new(bs=2)
     assert (d2.train.bs, d2.valid.bs) == (2, 4)
+
+
+class DeviceNoise(Transform):
+    """Draws from the RNG of the batch's device (CUDA's own generator on a GPU)."""
+
+    def encodes(self, x: TensorImage) -> TensorImage:
+        return (x.float() + torch.rand(x.shape, device=x.device)).as_subclass(TensorImage)
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_seeded_batch_transforms_repeat_on_cuda(png_folder: Path) -> None:
+    block = image_block(png_folder)
+    block.batch_tfms = [DeviceNoise()]
+    runs = []
+    for workers in (0, 2):
+        dls = block.dataloaders(png_folder, bs=3, num_workers=workers, device="cuda", seed=3)
+        runs.append(epochs(dls.train, 2))
+    assert same(runs[0], runs[1])
+    assert not same(runs[0][:1], runs[0][1:])
