@@ -143,6 +143,17 @@ def test_mask_codes_outside_the_classes_are_named_with_the_file(seg_path: Path, 
         ).one_batch()  # fmt: skip
 
 
+def test_without_codes_the_classes_come_from_the_training_masks(seg_path: Path) -> None:
+    with pytest.warns(UserWarning, match=r"(?s)no codes given: reading the \d+ training masks.*help:"):
+        dls = SegmentationDataLoaders.from_label_func(
+            seg_path, _fnames(seg_path), lambda f: seg_path / "labels" / f.name,
+            valid_pct=0.34, seed=0, item_tfms=[Resize(32)], bs=2, num_workers=0,
+        )  # fmt: skip
+    assert dls.c == 3 and dls.vocab == ["0", "1", "2"]  # codes 0, 1 and 2 in the masks
+    _, y = dls.one_batch()
+    assert y.dtype == torch.int64 and int(y.max()) <= 2
+
+
 def test_files_are_taken_as_given_or_under_path(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     from lamina.vision.data import resolve_files
 

@@ -8,6 +8,7 @@ channels the block asks for.
 from __future__ import annotations
 
 import os
+import warnings
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -166,11 +167,31 @@ class DecodeImage(Transform):
 
 @register_transform("vision.DecodeMask")
 class DecodeMask(Transform):
-    """A mask file (one class code per pixel) -> `TensorMask` (H, W) int64; `codes` names the classes."""
+    """A mask file (one class code per pixel) -> `TensorMask` (H, W) int64; `codes` names the classes.
+
+    Without `codes`, setup reads every training mask once and names the classes "0" .. "<largest code>"
+    (a warning says so: passing codes skips that pass and gives the classes their names).
+    """
 
     def __init__(self, codes: Sequence[str] | None = None) -> None:
         super().__init__()
         self.codes = list(codes) if codes is not None else None
+
+    def setup(self, items: Sequence[Any]) -> None:
+        if self.codes is not None or not len(items):
+            return
+        warnings.warn(
+            f"DecodeMask: no codes given: reading the {len(items)} training masks to find their class codes."
+            "\nhelp: pass codes=[...] (MaskBlock(codes=...), `lamina train --codes`) to name the classes and "
+            "skip this pass",
+            stacklevel=2,
+        )
+        largest = 0
+        for o in items:
+            m = self._decode(o)
+            largest = max(largest, int(m.max()) if m.numel() else 0)
+        n = max(largest + 1, 2)
+        self.codes = [str(i) for i in range(n)]
 
     @property
     def vocab(self) -> list[str] | None:
@@ -181,18 +202,20 @@ class DecodeMask(Transform):
         return len(self.codes) if self.codes else 2
 
     def encodes(self, o: object) -> TensorMask:
-        if isinstance(o, torch.Tensor):
-            m = o.as_subclass(torch.Tensor)
-        else:
-            from PIL import Image
-
-            src: Any = o if hasattr(o, "convert") else Image.open(o)  # type: ignore[arg-type]
-            # palette masks keep their indices; others are read as grey levels (the code of each pixel)
-            arr = np.asarray(src if src.mode in ("P", "L", "I") else src.convert("L"))
-            m = torch.from_numpy(arr.astype(np.int64))
-        m = m.long().squeeze()
+        m = self._decode(o)
         self._check_codes(m, o)
         return m.as_subclass(TensorMask)
+
+    @staticmethod
+    def _decode(o: object) -> torch.Tensor:
+        if isinstance(o, torch.Tensor):
+            return o.as_subclass(torch.Tensor).long().squeeze()
+        from PIL import Image
+
+        src: Any = o if hasattr(o, "convert") else Image.open(o)  # type: ignore[arg-type]
+        # palette masks keep their indices; others are read as grey levels (the code of each pixel)
+        arr = np.asarray(src if src.mode in ("P", "L", "I") else src.convert("L"))
+        return torch.from_numpy(arr.astype(np.int64)).squeeze()
 
     def _check_codes(self, m: torch.Tensor, source: object) -> None:
         """A code outside 0..c-1 would fail deep inside the loss ("target out of bounds"): say it here."""
@@ -244,7 +267,8 @@ def ImageBlock(cls: type[TensorImage] = TensorImage) -> TransformBlock:
 
 
 def MaskBlock(codes: Sequence[str] | None = None) -> TransformBlock:
-    """A segmentation target: a mask file of class codes; per-pixel cross entropy."""
+    """A segmentation target: a mask file of class codes; per-pixel cross entropy. Without `codes` the
+    classes are "0" .. the largest code found in the training masks."""
     return TransformBlock(
         type_tfms=[DecodeMask(codes)], batch_tfms=[IntToFloatTensor()], loss=CrossEntropyLossFlat
     )

@@ -48,7 +48,8 @@ class SegmentationDataLoaders:
         """Images `fnames` (relative to `path`, or absolute), each with the mask file `label_func(fname)`.
 
         A mask holds one class code per pixel (0, 1, 2, ...); `codes` names them in order and sets the
-        number of classes. Masks follow every item and batch transform (resampled by nearest neighbour).
+        number of classes (without it, the training masks are read once for their largest code).
+        Masks follow every item and batch transform (resampled by nearest neighbour).
         """
         if len(fnames) == 0:
             raise ValueError(
