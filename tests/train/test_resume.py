@@ -200,3 +200,77 @@ def test_each_process_gets_its_own_random_state_row() -> None:
     _set_rng(saved, rank=1)  # rank 1 reads the second row (torch segfaults on a row view: it is copied)
     assert torch.equal(torch.rand(3), expected[0])
     assert random.random() == expected[1] and np.random.rand() == expected[2]
+
+
+class CrashAt(Callback):
+    """Raises after training batch `batch` (0-based) of `epoch`."""
+
+    def __init__(self, epoch: int, batch: int) -> None:
+        self.epoch, self.batch = epoch, batch
+
+    def after_batch(self) -> None:
+        if self.learn.training and self.learn.epoch == self.epoch and self.learn.iter == self.batch:
+            raise RuntimeError("interrupted")
+
+
+def test_resume_from_the_middle_of_an_epoch_gives_the_uninterrupted_run(tmp_path: Path) -> None:
+    ref = _reference(tmp_path)
+    random.seed(0)
+    np.random.seed(0)
+    learn = make_learner(tmp_path / "run")
+    # 6 batches an epoch, a checkpoint every 2: a crash after batch 4 of epoch 1 leaves the one after batch 3
+    with pytest.raises(RuntimeError, match="interrupted"):
+        learn.fit_one_cycle(
+            3, 1e-2, cbs=[ResumeCallback(every_batches=2), Draws(), CrashAt(epoch=1, batch=4)]
+        )
+    random.seed(123)
+    np.random.seed(123)
+    learn = make_learner(tmp_path / "run", seed_model=1)
+    resume, draws, seen = ResumeCallback(every_batches=2), Draws(), Batches()
+    learn.fit_one_cycle(3, 1e-2, cbs=[resume, draws, seen])
+    assert (resume.resumed_from, resume.resumed_at_batch) == (1, 4)
+    assert seen.train[0] == (1, 4)  # the first batch trained is the fifth of epoch 1: none is done twice
+    assert len(seen.train) == 2 + 6  # the rest of epoch 1, then epoch 2
+    _assert_same_run(learn, ref, draws.draws)
+
+
+class Batches(Callback):
+    """(epoch, batch) of every training batch."""
+
+    def __init__(self) -> None:
+        self.train: list[tuple[int, int]] = []
+
+    def before_batch(self) -> None:
+        if self.learn.training:
+            self.train.append((self.learn.epoch, self.learn.iter))
+
+
+def test_mid_epoch_resume_keeps_half_accumulated_gradients(tmp_path: Path) -> None:
+    from lamina.train import GradientAccumulation
+
+    def run(cbs: list[Callback]) -> Learner:
+        learn = make_learner(tmp_path / "acc")
+        learn.fit(2, 1e-2, cbs=[GradientAccumulation(24), *cbs])  # a step every 3 batches of 8
+        return learn
+
+    random.seed(0)
+    ref = _params(run([]))
+    random.seed(0)
+    with pytest.raises(RuntimeError, match="interrupted"):
+        run([ResumeCallback(every_batches=2), CrashAt(epoch=0, batch=2)])  # saved after batch 1: mid-step
+    learn = run([ResumeCallback(every_batches=2)])
+    for a, b in zip(_params(learn), ref, strict=True):
+        torch.testing.assert_close(a, b, atol=1e-6, rtol=0)
+
+
+def test_mid_epoch_checkpoints_need_a_seeded_loader(tmp_path: Path) -> None:
+    dls = DataLoaders.from_dsets(_items(48, 0), _items(16, 1), bs=8, num_workers=0, device="cpu")
+    learn = Learner(dls, nn.Linear(4, 2), loss_func=CrossEntropyLossFlat(), path=tmp_path)
+    with pytest.raises(
+        ValueError, match=r"(?s)every_batches needs a seeded.*help: build the DataLoaders with seed"
+    ):
+        learn.fit(1, cbs=[ResumeCallback(every_batches=2)])
+    with pytest.raises(ValueError, match="every_batches must be >= 1"):
+        ResumeCallback(every_batches=0)
+    with pytest.raises(ValueError, match="help:"):
+        dls.train.skip_batches(1)

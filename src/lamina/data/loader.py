@@ -270,6 +270,7 @@ class _SeededSampler(tud.Sampler[tuple[int, int]]):
 
     def __init__(self, n: int, shuffle: bool, seed: int) -> None:
         self.n, self.shuffle, self.seed, self.epoch = n, shuffle, seed, 0
+        self.skip = 0  # items the next epoch leaves out at its start (resuming in the middle of an epoch)
 
     def __len__(self) -> int:
         return self.n
@@ -282,8 +283,8 @@ class _SeededSampler(tud.Sampler[tuple[int, int]]):
         return list(zip(order, seeds, strict=True))
 
     def __iter__(self) -> Iterator[tuple[int, int]]:
-        keys = self.keys(self.epoch)
-        self.epoch += 1
+        keys = self.keys(self.epoch)[self.skip :]
+        self.epoch, self.skip = self.epoch + 1, 0
         return iter(keys)
 
 
@@ -461,6 +462,21 @@ class DataLoader:
         if self.shuffle:
             return torch.randperm(len(self.dataset))[:n].tolist()
         return list(range(n))
+
+    def skip_batches(self, n: int) -> None:
+        """The next pass leaves out its first `n` batches without building them (resuming mid-epoch).
+
+        Only a seeded loader can: its order and augmentation depend on the epoch alone, so the rest of the
+        epoch is what it would have been.
+        """
+        if self._torch_dl is None:
+            self._torch_dl = self._make_torch_dl()
+        if not isinstance(self._sampler, _SeededSampler) or self._torch_dl.sampler is not self._sampler:
+            raise ValueError(
+                "DataLoader.skip_batches: only a seeded loader (not sharded across processes) can replay an "
+                "epoch from its middle.\nhelp: build the DataLoaders with seed=..."
+            )
+        self._sampler.skip = n * self.bs
 
     def one_batch(self) -> tuple[torch.Tensor, ...]:
         """The first batch of an epoch (plain tensors on the device), built in this process.

@@ -121,6 +121,7 @@ class Learner:
         self.opt: torch.optim.Optimizer | None = None
         # loop state, read and written by callbacks
         self.epoch, self.n_epoch, self.start_epoch, self.iter, self.n_iter = 0, 1, 0, 0, 0
+        self.start_iter = 0  # the first training phase of a fit starts at this batch (a mid-epoch resume)
         self.train_iter, self.pct_train, self.training = 0, 0.0, False
         self.dl: AnyLoader = dls.train
         self.xb: tuple[Tensor, ...] = ()
@@ -357,7 +358,7 @@ class Learner:
             if wd is not None:
                 self.wd = wd
                 self.set_hyper("weight_decay", [wd] * self.n_groups)
-            self.n_epoch, self.start_epoch = n_epoch, start_epoch
+            self.n_epoch, self.start_epoch, self.start_iter = n_epoch, start_epoch, 0
             self.n_iter = self.n_batches(self.dls.train)
             self.train_iter = start_epoch * self.n_iter
             self._with_events(self._do_fit, "fit", CancelFit)
@@ -384,7 +385,8 @@ class Learner:
 
     def _do_train(self) -> None:
         total = self.n_epoch * max(1, self.n_iter)
-        for i, b in enumerate(self.dl):
+        start, self.start_iter = self.start_iter, 0  # the loader skips those batches itself
+        for i, b in enumerate(self.dl, start=start):
             self.iter = i
             self.pct_train = self.train_iter / total
             self._one_batch(b)

@@ -68,6 +68,13 @@ class GradientAccumulation(Callback):
         self._can_skip_sync = learn.accelerator is not None or callable(getattr(learn.model, "no_sync", None))
         learn._opt.zero_grad(set_to_none=True)
 
+    def resume_state(self) -> dict[str, Any]:
+        """Samples accumulated since the last step (`ResumeCallback` keeps the gradients themselves)."""
+        return {"count": self._count}
+
+    def load_resume_state(self, state: dict[str, Any]) -> None:
+        self._count = int(state.get("count", 0))
+
     def before_backward(self) -> None:
         learn = self.learn
         bs = _batch_size(learn.xb, learn.yb)

@@ -46,6 +46,7 @@ class Recorder(Callback):
     def before_fit(self) -> None:
         self.losses, self.lrs, self.moms, self.values, self.log = [], [], [], [], []
         self._batch_losses, self._batch_bs = [], []
+        self._resumed_batches: tuple[list[float], list[int]] | None = None
 
     def before_epoch(self) -> None:
         self._start = time.perf_counter()
@@ -53,6 +54,11 @@ class Recorder(Callback):
         self._tr_n = 0
         self._batch_bs = []
         self.last_valid = []
+        if self._resumed_batches is not None:  # resumed mid-epoch: the batches of this epoch done before
+            losses, sizes = self._resumed_batches
+            dev = next((p.device for p in self.learn.model.parameters()), torch.device("cpu"))
+            self._batch_losses = [torch.tensor(v, device=dev) for v in losses]
+            self._batch_bs, self._resumed_batches = list(sizes), None
 
     def before_validate(self) -> None:
         self._va_sum: torch.Tensor | float = 0.0
@@ -130,6 +136,9 @@ class Recorder(Callback):
             "moms": self.moms,
             "values": self.values,
             "log": self.log,
+            # the training batches of an unfinished epoch (a mid-epoch checkpoint; empty at an epoch's end)
+            "batch_losses": [float(v) for v in self._batch_losses],
+            "batch_bs": list(self._batch_bs),
         }
 
     def load_resume_state(self, state: dict[str, Any]) -> None:
@@ -138,6 +147,8 @@ class Recorder(Callback):
         self.lrs = [float(v) for v in state.get("lrs", [])]
         self.moms = [float(v) for v in state.get("moms", [])]
         self.values = [[float(v) for v in row] for row in state.get("values", [])]
+        losses, sizes = state.get("batch_losses") or [], state.get("batch_bs") or []
+        self._resumed_batches = ([float(v) for v in losses], [int(v) for v in sizes]) if losses else None
         self.log = list(state.get("log", []))
 
     # -- pictures ------------------------------------------------------------------------------------------

@@ -12,6 +12,11 @@ writing leaves the previous one intact; a `fit` that ends normally deletes it (`
 
 Give the callback to the `fit` call it protects (`cbs=`), not to the Learner: another fit (`lr_find`,
 `fine_tune`'s first phase) would otherwise try to resume from it.
+
+`every_batches=N` also checkpoints every N training batches within an epoch (long epochs): a resumed fit
+then replays that epoch from the next batch, without building the batches already trained. It needs a
+seeded training loader (`seed=`), whose order and augmentation depend on the epoch alone; gradients
+accumulated but not yet stepped (`GradientAccumulation`) are saved with the rest.
 """
 
 from __future__ import annotations
@@ -33,8 +38,9 @@ __all__ = ["ResumeCallback"]
 
 
 class ResumeCallback(Callback):
-    """Saves everything needed to continue training every `every` epochs to `fname`; when `fit` starts and
-    that file exists (and `resume`), restores it and continues from the next epoch.
+    """Saves everything needed to continue training every `every` epochs (and every `every_batches`
+    training batches) to `fname`; when `fit` starts and that file exists (and `resume`), restores it and
+    continues from where it was written.
 
     The file must come from a fit with the same number of epochs and batches per epoch; anything else is
     refused with an error rather than silently starting over.
@@ -43,23 +49,53 @@ class ResumeCallback(Callback):
     order = 95  # after every callback has finished its epoch (Recorder, trackers), so their state is final
 
     def __init__(
-        self, fname: str | Path = "resume", every: int = 1, resume: bool = True, keep: bool = False
+        self,
+        fname: str | Path = "resume",
+        every: int = 1,
+        resume: bool = True,
+        keep: bool = False,
+        every_batches: int | None = None,
     ) -> None:
         if every < 1:
             raise ValueError(
                 f"ResumeCallback: every must be >= 1 epoch, got {every}.\nhelp: every=1 saves each epoch"
             )
+        if every_batches is not None and every_batches < 1:
+            raise ValueError(
+                f"ResumeCallback: every_batches must be >= 1 or None, got {every_batches}.\n"
+                "help: e.g. every_batches=500 also saves every 500 training batches within an epoch"
+            )
         self.fname, self.every, self.resume, self.keep = fname, every, resume, keep
-        self.resumed_from: int | None = None
+        self.every_batches = every_batches
+        self.resumed_from: int | None = None  # the epoch of the checkpoint resumed from
+        self.resumed_at_batch = 0  # > 0: it was written after that many training batches of that epoch
 
     @property
     def path(self) -> Path:
         return checkpoint_path(self.learn, self.fname)
 
     def before_fit(self) -> None:
-        self.resumed_from = None
+        self.resumed_from, self.resumed_at_batch = None, 0
+        if self.every_batches is not None:
+            self._check_mid_epoch_possible()
         if self.resume and self.path.exists():
             self._restore()
+
+    def after_batch(self) -> None:
+        learn = self.learn
+        done = learn.iter + 1  # training batches of this epoch, this one included
+        if self.every_batches and learn.training and done % self.every_batches == 0 and done < learn.n_iter:
+            self._save(batches_done=done)
+
+    def _check_mid_epoch_possible(self) -> None:
+        learn = self.learn
+        dl = learn.dls.train
+        if learn._dist is not None or not isinstance(dl, DataLoader) or dl.seed is None:
+            raise ValueError(
+                "ResumeCallback: every_batches needs a seeded training loader in one process, so that an "
+                "epoch can be replayed from its middle (same order, same augmentation).\n"
+                "help: build the DataLoaders with seed=..., or save per epoch only (every_batches=None)"
+            )
 
     def after_epoch(self) -> None:
         learn = self.learn
@@ -72,27 +108,40 @@ class ResumeCallback(Callback):
             self.path.unlink()
 
     # -- saving and restoring ------------------------------------------------------------------------------
-    def _save(self) -> None:
+    def _save(self, batches_done: int = 0) -> None:
+        """A checkpoint at the end of an epoch, or after `batches_done` training batches of it."""
         learn = self.learn
         rng = _gather_rng(learn)  # a collective in a distributed run: every process takes part
         if not learn.is_main_process:
             return
         dist = learn._dist
+        train_epoch = _loader_epoch(learn.dls.train)
+        if batches_done and train_epoch is not None:
+            train_epoch -= 1  # its iteration over this epoch has begun: replaying it needs the epoch before
+        # gradients added up but not stepped yet (GradientAccumulation) must survive the interruption too
+        grads = {
+            f"grad.{i}": p.grad.detach().cpu().contiguous()
+            for i, p in enumerate(learn.model.parameters())
+            if p.grad is not None
+        }
         state = {
             "epoch": learn.epoch,
+            "batches_done": batches_done,
             "n_epoch": learn.n_epoch,
             "n_iter": learn.n_iter,
-            "train_iter": learn.train_iter,
+            "train_iter": learn.train_iter + (1 if batches_done else 0),
             "n_trainable": _n_trainable(learn),
             "world_size": dist.world if dist is not None else 1,
-            "loaders": {"train": _loader_epoch(learn.dls.train), "valid": _loader_epoch(learn.dls.valid)},
+            "loaders": {"train": train_epoch, "valid": _loader_epoch(learn.dls.valid)},
             "callbacks": {
                 cb.name: cb.resume_state()  # type: ignore[attr-defined]
                 for cb in learn.cbs
                 if callable(getattr(cb, "resume_state", None))
             },
         }
-        save_checkpoint(learn, self.fname, with_opt=True, extra={"resume": state}, extra_tensors=rng)
+        save_checkpoint(
+            learn, self.fname, with_opt=True, extra={"resume": state}, extra_tensors={**rng, **grads}
+        )
 
     def _restore(self) -> None:
         learn = self.learn
@@ -114,18 +163,25 @@ class ResumeCallback(Callback):
                 "start over"
             )
         apply_checkpoint(learn, tensors, meta, with_opt=True)
-        epoch = int(state["epoch"])
-        learn.epoch, learn.start_epoch, learn.train_iter = epoch, epoch + 1, int(state["train_iter"])
+        epoch, done = int(state["epoch"]), int(state.get("batches_done", 0))
+        learn.epoch, learn.train_iter = epoch, int(state["train_iter"])
+        learn.start_epoch = epoch if done else epoch + 1  # mid-epoch: that epoch again, from batch `done`
+        learn.start_iter = done
         loaders = state.get("loaders") or {}
         _set_loader_epoch(learn.dls.train, loaders.get("train"))
         _set_loader_epoch(learn.dls.valid, loaders.get("valid"))
+        if done:
+            learn.dls.train.skip_batches(done)
+        for i, p in enumerate(learn.model.parameters()):
+            g = tensors.get(f"extra.grad.{i}")
+            p.grad = None if g is None else g.to(device=p.device, dtype=p.dtype)
         saved_cbs = state.get("callbacks") or {}
         for cb in learn.cbs:
             load = getattr(cb, "load_resume_state", None)
             if callable(load) and cb.name in saved_cbs:
                 load(saved_cbs[cb.name])
         _set_rng(tensors, learn._dist.rank if learn._dist is not None else 0)  # last: nothing draws after
-        self.resumed_from = epoch
+        self.resumed_from, self.resumed_at_batch = epoch, done
 
 
 def _n_trainable(learn: Any) -> int:
