@@ -172,6 +172,22 @@ def test_compile_auto_keeps_a_faster_compiled_mode_for_the_rest_of_the_fit() -> 
     assert len(graphs) == n
 
 
+def test_a_fit_that_crashed_does_not_leave_the_next_fit_compiled_for_good() -> None:
+    torch._dynamo.reset()
+
+    class Crash(Callback):
+        def after_batch(self) -> None:
+            raise RuntimeError("interrupted")
+
+    cb = Compile(backend=_slow_backend(0.0))
+    learn = _mlp_learner([cb])
+    with pytest.raises(RuntimeError, match="interrupted"):
+        learn.fit(1, cbs=[Crash()])
+    assert learn.model._compiled_call_impl is not None  # no after_fit ran
+    learn.fit(1)
+    assert learn.model._compiled_call_impl is None  # the second fit puts the plain forward back
+
+
 def test_compile_auto_that_runs_out_of_steps_leaves_the_model_eager() -> None:
     torch._dynamo.reset()
     cb = Compile(mode="auto", backend=_slow_backend(0.0), warmup_steps=2, trial_steps=5)

@@ -106,7 +106,10 @@ class Compile(Callback):
     # -- the fit -------------------------------------------------------------------------------------------
     def before_fit(self) -> None:
         model = self.learn.model
-        self._previous = model._compiled_call_impl  # None unless the user compiled it already
+        previous = model._compiled_call_impl  # None unless the user compiled it already...
+        if any(previous is f for f in self._impls.values()):
+            previous = None  # ...or an earlier fit of ours ended by an exception, before after_fit
+        self._previous = previous
         self._compiled = True
         device = next((p.device for p in model.parameters()), torch.device("cpu"))
         if self._model is None or self._model() is not model or device != self._device:
