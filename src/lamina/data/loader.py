@@ -45,26 +45,34 @@ _BATCH_SALT = 0x2545F4914F6CDD1D
 
 
 @contextlib.contextmanager
-def _seeded_rng(seed: int | None, device: torch.device) -> Iterator[None]:
-    """Within: torch's CPU generator (and `device`'s, on CUDA) and Python's `random` start from `seed`;
-    after: as they were, so seeded batch transforms neither depend on nor change what training draws."""
-    if seed is None:
-        yield
-        return
+def _rng_kept(device: torch.device | None = None) -> Iterator[list[torch.Generator]]:
+    """Within: torch's CPU generator (and `device`'s, on CUDA) and Python's `random` may be reseeded;
+    after: as they were. Yields those torch generators."""
     gens = [_CPU_RNG]
-    if device.type == "cuda":
+    if device is not None and device.type == "cuda":
         index = device.index if device.index is not None else torch.cuda.current_device()
         gens.append(torch.cuda.default_generators[index])
     states, py_state = [g.get_state() for g in gens], random.getstate()
     try:
-        for g in gens:
-            g.manual_seed(seed)
-        random.seed(seed)
-        yield
+        yield gens
     finally:
         for g, st in zip(gens, states, strict=True):
             g.set_state(st)
         random.setstate(py_state)
+
+
+@contextlib.contextmanager
+def _seeded_rng(seed: int | None, device: torch.device) -> Iterator[None]:
+    """Within: the RNGs of `_rng_kept` start from `seed`; after: as they were, so seeded batch transforms
+    neither depend on nor change what training draws."""
+    if seed is None:
+        yield
+        return
+    with _rng_kept(device) as gens:
+        for g in gens:
+            g.manual_seed(seed)
+        random.seed(seed)
+        yield
 
 
 def _batch_seed(item_seed: int) -> int:
@@ -215,15 +223,11 @@ class _ItemDataset(tud.Dataset[Any]):
         as they were, so in-process loading doesn't change what the training step draws."""
         if not keys or not isinstance(keys[0], tuple):
             return [self._get(k, None) for k in keys]
-        saved = None if tud.get_worker_info() is not None else (_CPU_RNG.get_state(), random.getstate())
-        try:
+        in_worker = tud.get_worker_info() is not None  # a worker's RNGs are its own: nothing to put back
+        with contextlib.nullcontext() if in_worker else _rng_kept():
             # the batch transforms' seed travels with the batch: it is the same whichever process built it,
             # and a distributed shard's batches get their own
             return [*(self._get(i, seed) for i, seed in keys), _BatchSeed(_batch_seed(keys[0][1]))]
-        finally:
-            if saved is not None:
-                _CPU_RNG.set_state(saved[0])
-                random.setstate(saved[1])
 
     def _get(self, i: int, seed: int | None) -> Any:
         if not self.skip_bad:
