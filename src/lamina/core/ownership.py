@@ -42,7 +42,7 @@ def input_is_owned() -> bool:
 def writable_in_place(t: torch.Tensor) -> bool:
     """True when `t` is owned (see `owned_input`) and an in-place op on it is safe: dense, no autograd."""
     return (
-        _OWNED.get()
+        input_is_owned()
         and not t.requires_grad
         and (t.is_contiguous() or t.is_contiguous(memory_format=torch.channels_last))
     )
