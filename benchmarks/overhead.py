@@ -651,6 +651,10 @@ def run_suite(opts: Options) -> SuiteResult:
         suite.note("fastai not installed: no fastai column (pip install -e '.[bench]')")
     if optional_import("lightning") is None:
         suite.note("lightning not installed: no Lightning column (pip install -e '.[bench]')")
+    known = {v.name for v in CUDA_VARIANTS}
+    unknown = [n for n in opts.variants if n not in known]
+    if unknown:
+        raise ValueError(f"overhead: unknown variant(s) {unknown}; choose from {sorted(known)}")
     dev = opts.torch_device
     for cfg in configs(opts):
         device = torch.device("cpu") if cfg.force_cpu else dev
@@ -666,10 +670,6 @@ def run_suite(opts: Options) -> SuiteResult:
                     "(--all-variants forces them)"
                 )
         if opts.variants:
-            known = {v.name for v in CUDA_VARIANTS}
-            unknown = [n for n in opts.variants if n not in known]
-            if unknown:
-                raise ValueError(f"overhead: unknown variant(s) {unknown}; choose from {sorted(known)}")
             variants = tuple(v for v in variants if v.name in opts.variants)
         base = cfg
         for v in variants:
