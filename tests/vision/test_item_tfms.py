@@ -326,3 +326,25 @@ def test_errors_say_what_to_do(make: Any, match: str) -> None:
     with pytest.raises(ValueError, match=match) as e:
         make()
     assert "help:" in str(e.value)
+
+
+def test_a_single_transform_is_accepted_wherever_a_list_is(mnist_small: Any) -> None:
+    """`item_tfms=Resize(16)` (the fastai spelling) works like `item_tfms=[Resize(16)]`."""
+    from lamina.data import CategoryBlock, DataBlock, RandomSplitter, get_image_files, parent_label
+    from lamina.vision import ImageBlock, ImageDataLoaders, Normalize
+
+    dls = ImageDataLoaders.from_folder(mnist_small, valid_pct=0.2, seed=0, bs=8, item_tfms=Resize(16))
+    assert dls.one_batch()[0].shape[-2:] == (16, 16)
+    dblock = DataBlock(
+        blocks=(ImageBlock, CategoryBlock),
+        get_items=get_image_files,
+        get_y=parent_label,
+        splitter=RandomSplitter(0.2, seed=0),
+        item_tfms=Resize(12),
+        batch_tfms=Normalize.from_stats((0.5,) * 3, (0.5,) * 3),
+    )
+    x, _ = dblock.dataloaders(mnist_small, bs=8).one_batch()
+    assert x.shape[-2:] == (12, 12) and x.min() < 0  # resized and normalized
+    p = Pipeline(Resize(10))
+    p.add(Resize(8))
+    assert len(p) == 2

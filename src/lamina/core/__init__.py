@@ -16,7 +16,15 @@ from lamina.core.registry import (
     register_transform,
     registered_name,
 )
-from lamina.core.transform import DisplayedTransform, ItemTransform, Pipeline, Transform, as_transform
+from lamina.core.transform import (
+    DisplayedTransform,
+    ItemTransform,
+    Pipeline,
+    Transform,
+    TransformsLike,
+    as_transform,
+    as_transforms,
+)
 from lamina.core.types import (
     BytesBatch,
     Category,
@@ -56,8 +64,10 @@ __all__ = [
     "TensorPoint",
     "TensorText",
     "Transform",
+    "TransformsLike",
     "TypeDispatch",
     "as_transform",
+    "as_transforms",
     "input_is_owned",
     "lookup_function",
     "lookup_loss",

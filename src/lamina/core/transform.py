@@ -19,7 +19,15 @@ from typing import Any, ClassVar
 from lamina.core.dispatch import TypeDispatch
 from lamina.core.types import retain_type
 
-__all__ = ["DisplayedTransform", "ItemTransform", "Pipeline", "Transform", "as_transform"]
+__all__ = [
+    "DisplayedTransform",
+    "ItemTransform",
+    "Pipeline",
+    "Transform",
+    "TransformsLike",
+    "as_transform",
+    "as_transforms",
+]
 
 _METHODS = ("encodes", "decodes")
 
@@ -148,6 +156,20 @@ def as_transform(f: Transform | Callable[..., Any]) -> Transform:
     return Transform(enc=f)
 
 
+TransformsLike = (
+    Transform | type[Transform] | Callable[..., Any] | Iterable[Transform | Callable[..., Any]] | None
+)
+
+
+def as_transforms(tfms: TransformsLike) -> list[Transform]:
+    """A list of Transforms from None, one transform (`item_tfms=Resize(28)`), or any iterable of them."""
+    if tfms is None:
+        return []
+    if isinstance(tfms, Transform | type) or not isinstance(tfms, Iterable):
+        return [as_transform(tfms)]
+    return [as_transform(t) for t in tfms]
+
+
 def _overrides_setup(t: Transform) -> bool:
     return type(t).setup is not Transform.setup
 
@@ -181,11 +203,9 @@ class Pipeline:
     other split are skipped.
     """
 
-    def __init__(
-        self, tfms: Iterable[Transform | Callable[..., Any]] | None = None, split_idx: int | None = None
-    ) -> None:
+    def __init__(self, tfms: TransformsLike = None, split_idx: int | None = None) -> None:
         self.split_idx = split_idx
-        self.tfms: list[Transform] = sorted((as_transform(t) for t in tfms or ()), key=lambda t: t.order)
+        self.tfms: list[Transform] = sorted(as_transforms(tfms), key=lambda t: t.order)
 
     def __call__(self, x: Any) -> Any:
         for t in self.tfms:
@@ -203,9 +223,9 @@ class Pipeline:
             if _overrides_setup(t):
                 t.setup(_Mapped(items, self.tfms[:i], self.split_idx))
 
-    def add(self, tfms: Iterable[Transform | Callable[..., Any]]) -> None:
-        """Add transforms and keep the chain sorted by order."""
-        self.tfms = sorted([*self.tfms, *(as_transform(t) for t in tfms)], key=lambda t: t.order)
+    def add(self, tfms: TransformsLike) -> None:
+        """Add transforms (one or several) and keep the chain sorted by order."""
+        self.tfms = sorted([*self.tfms, *as_transforms(tfms)], key=lambda t: t.order)
 
     def with_split(self, split_idx: int | None) -> Pipeline:
         """The same transforms (shared, not copied) serving another split."""

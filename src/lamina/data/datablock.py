@@ -14,7 +14,7 @@ from typing import Any, TextIO
 
 import torch
 
-from lamina.core import Transform, as_transform, strip_type
+from lamina.core import Transform, TransformsLike, as_transform, as_transforms, strip_type
 from lamina.data.blocks import TransformBlock, as_block, block_tfms
 from lamina.data.datasets import Datasets, Getter, ItemError, describe_item, describe_value, get_item
 from lamina.data.loader import DataLoader, DataLoaders, _retype, collate, to_device
@@ -43,8 +43,8 @@ class DataBlock:
         get_y: GetterFn | Sequence[GetterFn] | None = None,
         getters: Sequence[GetterFn | None] | None = None,
         splitter: Callable[[Any], Splits] | None = None,
-        item_tfms: Sequence[Transform] | None = None,
-        batch_tfms: Sequence[Transform] | None = None,
+        item_tfms: TransformsLike = None,
+        batch_tfms: TransformsLike = None,
     ) -> None:
         if not blocks:
             raise ValueError(
@@ -89,8 +89,8 @@ class DataBlock:
                     "help: pass a function of the item, e.g. ColReader('label') or parent_label"
                 )
         self.splitter = splitter if splitter is not None else RandomSplitter(0.2)
-        self.item_tfms = list(item_tfms or [])
-        self.batch_tfms = list(batch_tfms or [])
+        self.item_tfms = as_transforms(item_tfms)
+        self.batch_tfms = as_transforms(batch_tfms)
 
     def _blocks(self) -> list[TransformBlock]:
         # blocks hold transforms with setup state (a vocab): make fresh ones for every Datasets

@@ -18,7 +18,16 @@ from typing import TYPE_CHECKING, Any
 import torch
 import torch.utils.data as tud
 
-from lamina.core import BytesBatch, Pipeline, TensorBytes, Transform, owned_input, strip_type, value_title
+from lamina.core import (
+    BytesBatch,
+    Pipeline,
+    TensorBytes,
+    Transform,
+    TransformsLike,
+    owned_input,
+    strip_type,
+    value_title,
+)
 from lamina.data.datasets import ItemError, describe_item, describe_value, get_item
 
 if TYPE_CHECKING:
@@ -315,8 +324,8 @@ class DataLoader:
         drop_last: bool = False,
         num_workers: int | None = None,
         device: torch.device | str | None = None,
-        item_tfms: Sequence[Transform] | Pipeline | None = None,
-        batch_tfms: Sequence[Transform] | Pipeline | None = None,
+        item_tfms: TransformsLike | Pipeline = None,
+        batch_tfms: TransformsLike | Pipeline = None,
         split_idx: int | None = None,
         seed: int | None = None,
         pin_memory: bool | None = None,
@@ -568,10 +577,10 @@ class DataLoader:
         return f"DataLoader({n} items, bs={self.bs}, shuffle={self.shuffle}, device={self.device})"
 
 
-def _as_pipeline(tfms: Sequence[Transform] | Pipeline | None, split_idx: int | None) -> Pipeline:
+def _as_pipeline(tfms: TransformsLike | Pipeline, split_idx: int | None) -> Pipeline:
     if isinstance(tfms, Pipeline):
         return tfms.with_split(split_idx)
-    return Pipeline(tfms or [], split_idx=split_idx)
+    return Pipeline(tfms, split_idx=split_idx)
 
 
 def show_items(

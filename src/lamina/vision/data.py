@@ -9,7 +9,7 @@ from typing import Any
 
 import torch
 
-from lamina.core import TensorImage, TensorImageBW, Transform
+from lamina.core import TensorImage, TensorImageBW, TransformsLike, as_transforms
 from lamina.data import (
     CategoryBlock,
     ColReader,
@@ -56,8 +56,8 @@ class ImageDataLoaders:
         valid_pct: float | None = None,
         seed: int | None = None,
         vocab: Sequence[Any] | None = None,
-        item_tfms: Sequence[Transform] | None = None,
-        batch_tfms: Sequence[Transform] | None = None,
+        item_tfms: TransformsLike = None,
+        batch_tfms: TransformsLike = None,
         bs: int = 64,
         num_workers: int | None = None,
         device: torch.device | str | None = None,
@@ -71,6 +71,7 @@ class ImageDataLoaders:
         in the workers. None (automatic) does so when the device is CUDA, every file is a .jpg/.jpeg and
         `item_tfms` is empty or one `RandomResizedCrop`/`Resize`, which it takes over; True forces it (any
         device); False never."""
+        item_tfms = as_transforms(item_tfms)
         root = Path(path)
         folders = None if valid_pct is not None else [train, valid]
         if folders is not None and not all((root / f).is_dir() for f in folders):
@@ -121,8 +122,8 @@ class ImageDataLoaders:
         label_func: Callable[[Any], Any],
         valid_pct: float = 0.2,
         seed: int | None = None,
-        item_tfms: Sequence[Transform] | None = None,
-        batch_tfms: Sequence[Transform] | None = None,
+        item_tfms: TransformsLike = None,
+        batch_tfms: TransformsLike = None,
         bs: int = 64,
         num_workers: int | None = None,
         device: torch.device | str | None = None,
@@ -147,8 +148,8 @@ class ImageDataLoaders:
         pat: str,
         valid_pct: float = 0.2,
         seed: int | None = None,
-        item_tfms: Sequence[Transform] | None = None,
-        batch_tfms: Sequence[Transform] | None = None,
+        item_tfms: TransformsLike = None,
+        batch_tfms: TransformsLike = None,
         bs: int = 64,
         num_workers: int | None = None,
         device: torch.device | str | None = None,
@@ -174,8 +175,8 @@ class ImageDataLoaders:
         pat: str,
         valid_pct: float = 0.2,
         seed: int | None = None,
-        item_tfms: Sequence[Transform] | None = None,
-        batch_tfms: Sequence[Transform] | None = None,
+        item_tfms: TransformsLike = None,
+        batch_tfms: TransformsLike = None,
         bs: int = 64,
         num_workers: int | None = None,
         device: torch.device | str | None = None,
@@ -201,8 +202,8 @@ class ImageDataLoaders:
         labels: Sequence[Any],
         valid_pct: float = 0.2,
         seed: int | None = None,
-        item_tfms: Sequence[Transform] | None = None,
-        batch_tfms: Sequence[Transform] | None = None,
+        item_tfms: TransformsLike = None,
+        batch_tfms: TransformsLike = None,
         bs: int = 64,
         num_workers: int | None = None,
         device: torch.device | str | None = None,
@@ -236,8 +237,8 @@ class ImageDataLoaders:
         seed: int | None = None,
         folder: str | None = None,
         suff: str = "",
-        item_tfms: Sequence[Transform] | None = None,
-        batch_tfms: Sequence[Transform] | None = None,
+        item_tfms: TransformsLike = None,
+        batch_tfms: TransformsLike = None,
         bs: int = 64,
         num_workers: int | None = None,
         device: torch.device | str | None = None,
@@ -277,8 +278,8 @@ class ImageDataLoaders:
         seed: int | None = None,
         folder: str | None = None,
         suff: str = "",
-        item_tfms: Sequence[Transform] | None = None,
-        batch_tfms: Sequence[Transform] | None = None,
+        item_tfms: TransformsLike = None,
+        batch_tfms: TransformsLike = None,
         bs: int = 64,
         num_workers: int | None = None,
         device: torch.device | str | None = None,
