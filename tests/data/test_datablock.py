@@ -196,3 +196,55 @@ def test_a_getter_reads_every_item_whatever_its_annotation() -> None:
     dsets = Datasets(["a.png", "b.png"], [[Getter(stem)]])
     assert dsets[0] == ("a",) and dsets.pipelines[0].tfms[0].name == "stem"
     assert Getter(ColReader("x")).name == "ColReader"
+
+
+@pytest.mark.parametrize("swap", [False, True])
+def test_a_forgotten_get_y_is_named_as_such(
+    png_folder: Path, swap: bool, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Without get_y (or with the blocks swapped) the labels are the file paths: say so, once."""
+    blocks = (CategoryBlock, ImageBlock) if swap else (ImageBlock, CategoryBlock)
+    dblock = DataBlock(
+        blocks=blocks,
+        get_items=get_image_files,
+        get_y=parent_label if swap else None,
+        splitter=RandomSplitter(0.25, seed=0),
+    )
+    with pytest.raises(ItemError, match=r"(?s)look like file paths.*did you forget get_y") as err:
+        dblock.dataloaders(png_folder, bs=4)
+    assert "never seen in training" not in str(err.value)
+    with pytest.raises(ItemError, match="did you forget get_y"):
+        dblock.summary(png_folder)
+    assert "did you forget get_y" not in capsys.readouterr().out  # on a terminal: once, by the error
+
+
+def test_summary_of_a_dataframe_names_it_briefly(table: pd.DataFrame) -> None:
+    big = pd.concat([table] * 500, ignore_index=True)
+    big["text"] = "a long cell value " * 20
+    dblock = DataBlock(
+        blocks=(TransformBlock, CategoryBlock),
+        get_x=row_features,
+        get_y=ColReader("label"),
+        splitter=RandomSplitter(0.2, seed=0),
+    )
+    out = io.StringIO()
+    dblock.summary(big, file=out)
+    text = out.getvalue()
+    assert "DataFrame (10000 rows x 7 columns: a, b, label, tags, target, is_valid, text)" in text
+    assert max(len(line) for line in text.splitlines()) < 200
+
+
+def test_joined_tags_without_a_delimiter_are_refused(table: pd.DataFrame) -> None:
+    from lamina.data import MultiCategoryBlock
+
+    def dblock(delim: str | None) -> DataBlock:
+        return DataBlock(
+            blocks=(TransformBlock, MultiCategoryBlock),
+            get_x=row_features,
+            get_y=ColReader("tags", label_delim=delim),
+            splitter=ColSplitter("is_valid"),
+        )
+
+    with pytest.raises(ItemError, match=r"(?s)'x y'.*joined by ' '.*label_delim=' '"):
+        dblock(None).dataloaders(table, bs=4)
+    assert dblock(" ").dataloaders(table, bs=4).c == 3  # x, y, z

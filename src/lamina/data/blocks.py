@@ -52,6 +52,55 @@ def _vocab_key(v: Any) -> tuple[str, Any]:
     return (type(v).__name__, v) if isinstance(v, int | float | str) else (type(v).__name__, str(v))
 
 
+_PATH_SUFFIXES = frozenset(
+    ".jpg .jpeg .png .bmp .gif .tif .tiff .webp .txt .csv .json .wav .mp3 .npy .dcm".split()
+)
+
+
+def _looks_like_path(v: Any) -> bool:
+    """A file path given as a label: a Path, or a str with a directory part and a known file suffix."""
+    if hasattr(v, "__fspath__"):
+        return True
+    if not isinstance(v, str) or ("/" not in v and "\\" not in v):
+        return False
+    dot = v.rfind(".")
+    return dot > 0 and v[dot:].lower() in _PATH_SUFFIXES
+
+
+def _check_not_items(name: str, labels: Sequence[Any]) -> None:
+    """Refuse labels that are the items themselves (file paths): the sign of a missing or misplaced get_y."""
+    sample = labels[:200]
+    if sample and sum(_looks_like_path(v) for v in sample) > len(sample) // 2:
+        raise ValueError(
+            f"{name}: the labels look like file paths, one per item (e.g. {str(sample[0])!r}), so every "
+            "item would be its own class.\n"
+            "help: did you forget get_y? e.g. get_y=parent_label (the folder name is the label) or "
+            "get_y=ColReader('label'); also check that the input block comes first in blocks=(...)"
+        )
+
+
+_TAG_SEPARATORS = (" ", ";", ",", "|")
+
+
+def _check_joined_tags(labels: Sequence[Any]) -> None:
+    """Refuse strings that hold several tags joined by a separator but were not split into labels."""
+    texts = [v for v in labels if isinstance(v, str)]
+    if len(texts) < 2:
+        return
+    for sep in _TAG_SEPARATORS:
+        joined = [v for v in texts if sep in v.strip()]
+        if len(joined) * 4 < len(texts):  # tags joined by `sep` in under a quarter of the labels: not a list
+            continue
+        tags = {t for v in texts for t in v.split(sep) if t.strip()}
+        if len(tags) < len(set(texts)):  # the parts repeat across labels: they are the real tags
+            raise ValueError(
+                f"MultiCategorize: labels like {joined[0]!r} look like several tags joined by {sep!r}, "
+                "but each string was taken as one label.\n"
+                f"help: split them, e.g. ColReader('tags', label_delim={sep!r}), "
+                f"ImageDataLoaders.from_csv(..., label_delim={sep!r}) or lamina train --label-delim {sep!r}"
+            )
+
+
 def _head(vocab: Sequence[Any] | None, n: int = 10) -> list[Any]:
     """The first labels of a vocabulary, for messages."""
     return list(vocab[:n]) if vocab else []
@@ -92,6 +141,7 @@ class Categorize(Transform):
                     "help: check get_y on that item; it must return a label for every item"
                 )
             labels[lbl] = None
+        _check_not_items("Categorize", list(labels))
         self.vocab = sorted(labels, key=_vocab_key) if self.sort else list(labels)
         self._o2i = {v: i for i, v in enumerate(self.vocab)}
 
@@ -145,8 +195,12 @@ class MultiCategorize(Transform):
         if self.vocab is not None:
             return
         labels: set[Any] = set()
+        raw = []
         for lbls in items:
             labels.update(_as_labels(lbls))
+            raw.append(lbls)
+        _check_not_items("MultiCategorize", sorted(labels, key=_vocab_key))
+        _check_joined_tags(raw)
         self.vocab = sorted(labels, key=_vocab_key)
         self._o2i = {v: i for i, v in enumerate(self.vocab)}
 

@@ -233,7 +233,7 @@ class DataBlock:
             say(f"  found {len(items)} items from {describe_item(source)}")
             splits = self._split(items)
         except Exception as e:
-            say(f"  FAILED while listing or splitting the items:\n    {type(e).__name__}: {e}")
+            say(f"  FAILED while listing or splitting the items{_detail(e, out)}")
             raise
         how = type(self.splitter).__name__
         say(f"  split: {len(splits[0])} training, {len(splits[1])} validation ({how})")
@@ -241,7 +241,7 @@ class DataBlock:
         try:
             dsets.setup()
         except Exception as e:
-            say(f"  FAILED while setting up the pipelines on the training items:\n    {e}")
+            say(f"  FAILED while setting up the pipelines on the training items{_detail(e, out)}")
             raise
         for k, p in enumerate(dsets.pipelines):
             say(f"  element {k} ({'input' if k < self.n_inp else 'target'}): {p}")
@@ -290,3 +290,10 @@ class DataBlock:
                 raise failed(t.name, describe_value(b), e, f"a batch of {n} training items") from e
             say(f"    {t.name:<24} -> {describe_value(b)}")
         say(f"\nThe model receives plain tensors: {describe_value(tuple(strip_type(e) for e in b))}")
+
+
+def _detail(e: Exception, out: TextIO) -> str:
+    """The error for a report written to a file; on the terminal only a pointer, since the error follows."""
+    if out in (sys.stdout, sys.stderr):
+        return f" ({type(e).__name__}, below)"
+    return f":\n    {type(e).__name__}: {e}"

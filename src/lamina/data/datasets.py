@@ -38,12 +38,20 @@ def get_item(items: Any, i: int) -> Any:
 
 
 def describe_item(o: Any) -> str:
-    """A short readable name for an item in messages: a path, or a DataFrame row's first values."""
+    """A short readable name for an item in messages: a path, a table by its shape, or a row's first values."""
+    if hasattr(o, "columns") and hasattr(o, "shape"):  # a whole table (pandas or polars DataFrame)
+        cols = [str(c) for c in list(o.columns)[:8]]
+        more = ", ..." if len(o.columns) > 8 else ""
+        return f"{type(o).__name__} ({o.shape[0]} rows x {o.shape[1]} columns: {', '.join(cols)}{more})"
     if hasattr(o, "to_dict"):
         d = o.to_dict()
-        return "row(" + ", ".join(f"{k}={v!r}" for k, v in list(d.items())[:4]) + ")"
-    s = repr(str(o)) if hasattr(o, "__fspath__") else repr(o)
-    return s if len(s) < 120 else s[:117] + "..."
+        vals = [f"{k}={_short(repr(v), 40)}" for k, v in list(d.items())[:4]]
+        return _short("row(" + ", ".join(vals) + ")", 160)
+    return _short(repr(str(o)) if hasattr(o, "__fspath__") else repr(o), 120)
+
+
+def _short(s: str, n: int) -> str:
+    return s if len(s) < n else s[: n - 3] + "..."
 
 
 def describe_value(x: Any) -> str:
