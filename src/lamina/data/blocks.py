@@ -53,7 +53,23 @@ def _vocab_key(v: Any) -> tuple[str, Any]:
 
 
 _PATH_SUFFIXES = frozenset(
-    ".jpg .jpeg .png .bmp .gif .tif .tiff .webp .txt .csv .json .wav .mp3 .npy .dcm".split()
+    [
+        ".jpg",
+        ".jpeg",
+        ".png",
+        ".bmp",
+        ".gif",
+        ".tif",
+        ".tiff",
+        ".webp",
+        ".txt",
+        ".csv",
+        ".json",
+        ".wav",
+        ".mp3",
+        ".npy",
+        ".dcm",
+    ]
 )
 
 

@@ -38,7 +38,7 @@ def get_item(items: Any, i: int) -> Any:
 
 
 def describe_item(o: Any) -> str:
-    """A short readable name for an item in messages: a path, a table by its shape, or a row's first values."""
+    """A short name for an item in messages: a path, a table by its shape, or a row's first values."""
     if hasattr(o, "columns") and hasattr(o, "shape"):  # a whole table (pandas or polars DataFrame)
         cols = [str(c) for c in list(o.columns)[:8]]
         more = ", ..." if len(o.columns) > 8 else ""
