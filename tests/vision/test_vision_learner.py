@@ -144,3 +144,52 @@ def test_category_type_round_trip(mnist_small: Path) -> None:
     assert isinstance(x, TensorImage) and x.dtype == torch.uint8 and x.shape == (3, 28, 28)
     assert isinstance(y, TensorCategory)
     assert dls.dsets is not None and isinstance(dls.dsets.decode((x, y))[1], Category)
+
+
+def test_a_typo_in_the_architecture_suggests_the_close_names(mnist_small: Path) -> None:
+    dls = ImageDataLoaders.from_folder(mnist_small, valid_pct=0.2, seed=0, bs=16, num_workers=0)
+    with pytest.raises(ValueError, match=r"closest timm names: \['resnet18'"):
+        vision_learner(dls, "resnet_19", pretrained=False)
+
+
+def _offline_hub(monkeypatch: pytest.MonkeyPatch, cache: Path) -> None:
+    """The Hugging Face hub at a closed loopback port, with an empty cache of our own."""
+    import socket
+
+    from huggingface_hub import constants
+
+    with socket.socket() as s:  # a port nobody listens on
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    monkeypatch.setattr(constants, "ENDPOINT", f"http://127.0.0.1:{port}")
+    monkeypatch.setattr(constants, "HF_HUB_CACHE", str(cache))
+
+
+def test_pretrained_offline_fails_at_once_with_the_ways_out(
+    mnist_small: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import time
+
+    _offline_hub(monkeypatch, tmp_path / "hub")
+    dls = ImageDataLoaders.from_folder(mnist_small, valid_pct=0.2, seed=0, bs=16, num_workers=0)
+    start = time.monotonic()
+    with pytest.raises(ValueError, match=r"(?s)cannot be reached.*help: pass pretrained="):
+        vision_learner(dls, "test_resnet", pretrained=True)
+    assert time.monotonic() - start < 30  # not a minute of retries
+
+
+def test_pretrained_weights_in_the_local_hub_cache_load_without_network(
+    mnist_small: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    cache = tmp_path / "hub"
+    _offline_hub(monkeypatch, cache)
+    body = create_body("test_resnet", n_in=3)
+    repo = cache / "models--timm--test_resnet.r160_in1k"
+    (repo / "refs").mkdir(parents=True)
+    (repo / "refs" / "main").write_text("0" * 40)
+    (repo / "snapshots" / ("0" * 40)).mkdir(parents=True)
+    save_file(body.state_dict(), str(repo / "snapshots" / ("0" * 40) / "model.safetensors"))
+    dls = ImageDataLoaders.from_folder(mnist_small, valid_pct=0.2, seed=0, bs=16, num_workers=0)
+    learn = vision_learner(dls, "test_resnet", pretrained=True)
+    got = learn.model[0].state_dict()
+    assert all(torch.equal(got[k], v) for k, v in body.state_dict().items())

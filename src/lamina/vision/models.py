@@ -6,9 +6,12 @@ it again (with no pretrained download) before filling in the saved weights.
 
 from __future__ import annotations
 
+import difflib
 import itertools
+import socket
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import torch
 from torch import nn
@@ -61,9 +64,9 @@ def create_body(arch: str, n_in: int = 3, pretrained: bool = False) -> nn.Module
         return timm.create_model(arch, pretrained=pretrained, num_classes=0, global_pool="", in_chans=n_in)
     except RuntimeError as e:
         if "Unknown model" in str(e) or "Unknown" in str(e):
-            close = timm.list_models(f"*{arch.split('_')[0]}*")[:8]
+            close = difflib.get_close_matches(arch, timm.list_models(), n=5, cutoff=0.6)
             raise ValueError(
-                f"vision_learner: unknown architecture {arch!r}; similar timm models: {close}.\n"
+                f"vision_learner: unknown architecture {arch!r}; closest timm names: {close}.\n"
                 "help: pass a name from timm.list_models(), an nn.Module, or a callable returning one"
             ) from e
         raise
@@ -134,11 +137,9 @@ def load_pretrained_body(
     if source is False:
         return None
     if source is True:
-        import timm
-
         if arch is None:
             raise ValueError("pretrained=True needs a timm architecture name")
-        ref = timm.create_model(arch, pretrained=True, num_classes=0, global_pool="", in_chans=n_in)
+        ref = _timm_pretrained(arch, n_in)
         body.load_state_dict(ref.state_dict())
         cfg: dict[str, Any] = dict(getattr(ref, "pretrained_cfg", None) or {})
         return (*cfg.get("mean", ()), *cfg.get("std", ()))
@@ -165,3 +166,55 @@ def load_pretrained_body(
         )
     body.load_state_dict(usable)
     return None
+
+
+_WEIGHT_FILES = ("model.safetensors", "pytorch_model.bin")
+
+
+def _timm_pretrained(arch: str, n_in: int) -> nn.Module:
+    """timm's pretrained body: from the local Hugging Face cache when the weights are there (no network),
+    else downloaded; an unreachable hub fails at once with the ways out instead of a minute of retries."""
+    import timm
+    from huggingface_hub import constants, try_to_load_from_cache
+
+    cfg = timm.models.get_pretrained_cfg(arch)
+    hub_id = getattr(cfg, "hf_hub_id", None)
+    cached = next(
+        (p for f in _WEIGHT_FILES if hub_id and isinstance(p := try_to_load_from_cache(hub_id, f), str)), None
+    )
+    where = f"{arch!r} ({hub_id or 'timm'})"
+    if cached is None and hub_id and not _reachable(constants.ENDPOINT):
+        raise ValueError(
+            f"vision_learner: pretrained=True needs timm's weights for {where}, which are not in the local "
+            f"cache ({constants.HF_HUB_CACHE}), and the hub {constants.ENDPOINT} cannot be reached.\n"
+            "help: pass pretrained='weights.safetensors' (a local file for the same architecture), "
+            "pretrained=False to train from scratch, or download the weights once on a machine with network"
+        )
+    overlay = {"file": cached} if cached is not None else None
+    try:
+        return timm.create_model(
+            arch,
+            pretrained=True,
+            num_classes=0,
+            global_pool="",
+            in_chans=n_in,
+            pretrained_cfg_overlay=overlay,
+        )
+    except (OSError, RuntimeError) as e:
+        raise ValueError(
+            f"vision_learner: could not load timm's pretrained weights for {where}: {type(e).__name__}: "
+            f"{str(e)[:300]}\n"
+            "help: pass pretrained='weights.safetensors' (a local file for the same architecture), "
+            "or pretrained=False to train from scratch"
+        ) from e
+
+
+def _reachable(url: str, timeout: float = 3.0) -> bool:
+    """Whether a TCP connection to the URL's host opens within `timeout` seconds."""
+    parts = urlsplit(url)
+    port = parts.port or (443 if parts.scheme == "https" else 80)
+    try:
+        with socket.create_connection((parts.hostname or "", port), timeout=timeout):
+            return True
+    except OSError:
+        return False
