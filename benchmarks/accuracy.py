@@ -188,9 +188,15 @@ def _final(values: list[list[float]]) -> dict[str, float]:
 def _lamina_run(dls: Any, cfg: AccuracyConfig, device: torch.device) -> Sample:
     from lamina.train import Learner, accuracy
 
-    # wd_bn_bias=True: weight decay on every parameter, as the plain loop's AdamW(model.parameters())
+    # torch's AdamW with its defaults and weight decay on every parameter, as the plain loop
     learn = Learner(
-        dls, make_model(cfg), loss_func=nn.CrossEntropyLoss(), metrics=accuracy, wd=WD, wd_bn_bias=True
+        dls,
+        make_model(cfg),
+        loss_func=nn.CrossEntropyLoss(),
+        opt_func=torch.optim.AdamW,
+        metrics=accuracy,
+        wd=WD,
+        wd_bn_bias=True,
     )
     torch.manual_seed(1)
     t0 = seconds()

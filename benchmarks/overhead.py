@@ -369,8 +369,16 @@ class LaminaLoop:
 
 
 def _lamina_learner(dls: DataLoaders, model: nn.Module) -> Learner:
-    # wd_bn_bias=True: weight decay on every parameter, as the plain loop's AdamW(model.parameters())
-    return Learner(dls, model, loss_func=nn.CrossEntropyLoss(), lr=LR, wd=WD, wd_bn_bias=True)
+    # torch's AdamW with its defaults and weight decay on every parameter, as the plain loop
+    return Learner(
+        dls,
+        model,
+        loss_func=nn.CrossEntropyLoss(),
+        opt_func=torch.optim.AdamW,
+        lr=LR,
+        wd=WD,
+        wd_bn_bias=True,
+    )
 
 
 class FastaiLoop:

@@ -449,3 +449,14 @@ def test_save_load_round_trip(tmp_path: Path) -> None:
     for pid, st in sa["state"].items():
         for k, v in st.items():
             assert torch.equal(torch.as_tensor(v), torch.as_tensor(sb["state"][pid][k]))
+
+
+def test_the_default_optimizer_is_adamw_with_short_schedule_defaults() -> None:
+    """beta2 0.99 and eps 1e-5 (torch's 0.999 and 1e-8 let near-zero-gradient weights move by ~lr a step)."""
+    learn = make_learner()
+    learn.create_opt()
+    opt = learn.opt
+    assert isinstance(opt, torch.optim.AdamW)
+    assert all(g["betas"] == (0.9, 0.99) and g["eps"] == 1e-5 for g in opt.param_groups)
+    learn.fit_one_cycle(1, 1e-2)
+    assert learn.opt is opt and all(g["eps"] == 1e-5 for g in opt.param_groups)

@@ -33,6 +33,7 @@ from lamina.train.metrics import Metric, as_metric
 from lamina.train.optim import (
     LrLike,
     OptFactory,
+    adamw,
     default_splitter,
     make_optimizer,
     norm_and_bias_params,
@@ -91,7 +92,7 @@ class Learner:
         dls: DataLoaders,
         model: nn.Module,
         loss_func: Callable[[Tensor, Tensor], Tensor] | None = None,
-        opt_func: OptFactory = torch.optim.AdamW,
+        opt_func: OptFactory = adamw,
         lr: float = 1e-3,
         wd: float = 0.01,
         wd_bn_bias: bool = False,

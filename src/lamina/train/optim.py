@@ -7,7 +7,7 @@ parameter groups (with and without weight decay, so norm layers and biases can s
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
 import numpy as np
@@ -17,6 +17,7 @@ from torch import nn
 __all__ = [
     "LrLike",
     "OptFactory",
+    "adamw",
     "default_splitter",
     "make_optimizer",
     "norm_and_bias_params",
@@ -32,6 +33,22 @@ _NORM_TYPES = (
     nn.LayerNorm,
     nn.modules.instancenorm._InstanceNorm,
 )
+
+
+def adamw(
+    params: Iterable[Any],
+    lr: float = 1e-3,
+    betas: tuple[float, float] = (0.9, 0.99),
+    eps: float = 1e-5,
+    weight_decay: float = 0.01,
+    fused: bool | None = None,
+) -> torch.optim.AdamW:
+    """torch's AdamW with the defaults lamina trains with: beta2 0.99 and eps 1e-5 (torch: 0.999, 1e-8).
+
+    With eps 1e-8 a weight whose gradients are nearly zero still moves by about `lr` each step; in short
+    1cycle schedules that made BatchNorm networks drift from their running statistics (see the README).
+    """
+    return torch.optim.AdamW(params, lr=lr, betas=betas, eps=eps, weight_decay=weight_decay, fused=fused)
 
 
 def default_splitter(model: nn.Module) -> list[list[nn.Parameter]]:
@@ -94,7 +111,7 @@ def make_optimizer(
     kwargs = dict(opt_kwargs or {})
     all_params = [p for g in groups for p in g]
     if (
-        opt_func in (torch.optim.AdamW, torch.optim.Adam, torch.optim.SGD)
+        opt_func in (adamw, torch.optim.AdamW, torch.optim.Adam, torch.optim.SGD)
         and all_params
         and all(p.is_cuda and p.is_floating_point() for p in all_params)
         and "foreach" not in kwargs

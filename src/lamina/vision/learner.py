@@ -11,7 +11,7 @@ from torch import nn
 
 from lamina.data import DataLoaders
 from lamina.train import Callback, Learner
-from lamina.train.optim import OptFactory
+from lamina.train.optim import OptFactory, adamw
 from lamina.vision.augment import Normalize, imagenet_stats
 from lamina.vision.models import (
     create_head,
@@ -41,6 +41,20 @@ def _add_normalize(dls: DataLoaders, stats: tuple[Sequence[float], Sequence[floa
         dl._batch_types = None
 
 
+def _split_stats(got: Sequence[float]) -> tuple[Sequence[float], Sequence[float]]:
+    half = len(got) // 2
+    return tuple(got[:half]), tuple(got[half:])
+
+
+def _timm_stats(arch: str) -> tuple[Sequence[float], Sequence[float]]:
+    """The mean and std timm lists for `arch`'s pretrained weights (ImageNet's when it lists none)."""
+    import timm
+
+    cfg = timm.models.get_pretrained_cfg(arch)
+    mean, std = getattr(cfg, "mean", None), getattr(cfg, "std", None)
+    return (tuple(mean), tuple(std)) if mean and std else imagenet_stats
+
+
 def vision_learner(
     dls: DataLoaders,
     arch: str | nn.Module | Callable[..., nn.Module],
@@ -52,7 +66,7 @@ def vision_learner(
     cbs: Callback | Sequence[Callback] = (),
     lr: float = 1e-3,
     wd: float = 0.01,
-    opt_func: OptFactory = torch.optim.AdamW,
+    opt_func: OptFactory = adamw,
     lin_ftrs: int | None = 512,
     ps: float = 0.5,
     concat_pool: bool = True,
@@ -62,8 +76,9 @@ def vision_learner(
 
     `arch`: a timm name ("resnet34", "convnext_tiny"), an nn.Module body, or a callable returning one.
     `pretrained`: True downloads timm's weights; a path loads a local safetensors/timm checkpoint; False
-    starts from scratch. Pretrained bodies start frozen (call `fine_tune`) and normalize with their own
-    statistics. `n_out` and the loss come from the data.
+    starts from scratch. Pretrained bodies start frozen (call `fine_tune`) and, with `normalize`, the
+    images are normalized with the weights' statistics; from scratch they are left as they are (as fastai
+    does). `n_out` and the loss come from the data.
 
     >>> learn = vision_learner(dls, "resnet18", pretrained=False, metrics=accuracy)  # doctest: +SKIP
     """
@@ -77,16 +92,16 @@ def vision_learner(
         got = load_pretrained_body(
             model[0], str(pretrained) if isinstance(pretrained, Path) else pretrained, arch, n_in
         )
-        if got:
-            half = len(got) // 2
-            stats = (got[:half], got[half:])
+        stats = _split_stats(got) if got else _timm_stats(arch)
     else:
         body = arch if isinstance(arch, nn.Module) else arch()
         reset = getattr(body, "reset_classifier", None)
         if callable(reset):  # a timm model: drop its classifier and pooling
             reset(0, "")
         model = _custom(body, n_out, n_in, lin_ftrs, ps, concat_pool)
-    if normalize:
+    if normalize and pretrained is not False:
+        # the weights expect the statistics they were trained with; from scratch, BatchNorm takes the scale
+        # (ImageNet statistics on other data, e.g. digits, made the running statistics unreliable)
         _add_normalize(dls, stats, n_in)
     learn = Learner(
         dls,

@@ -22,7 +22,7 @@ from torch import Tensor, nn
 from lamina.core import register_model
 from lamina.data import DataLoaders
 from lamina.train import Callback, Learner
-from lamina.train.optim import OptFactory
+from lamina.train.optim import OptFactory, adamw
 from lamina.vision.augment import imagenet_stats
 from lamina.vision.learner import _add_normalize, _n_in
 from lamina.vision.models import create_body, load_pretrained_body
@@ -228,7 +228,7 @@ def unet_learner(
     cbs: Callback | Sequence[Callback] = (),
     lr: float = 1e-3,
     wd: float = 0.01,
-    opt_func: OptFactory = torch.optim.AdamW,
+    opt_func: OptFactory = adamw,
     last_cross: bool = True,
     path: str | Path = ".",
 ) -> Learner:
@@ -236,9 +236,10 @@ def unet_learner(
 
     `pretrained`: True downloads timm's weights; a path loads a local safetensors/timm checkpoint of the
     full `arch` model; False starts from scratch. A pretrained encoder starts frozen (call `fine_tune`) and
-    the images are normalized with the weights' statistics (timm's `pretrained_cfg`; ImageNet's when
-    training from scratch). `n_out` (the classes: `codes` of the MaskBlock) and the loss (per-pixel cross
-    entropy) come from the data. `last_cross` feeds the input image to the last conv, for fine edges.
+    the images are normalized with the weights' statistics (timm's `pretrained_cfg`; none when training
+    from scratch, where BatchNorm takes the scale). `n_out` (the classes: `codes` of the MaskBlock) and
+    the loss (per-pixel cross entropy) come from the data. `last_cross` feeds the input image to the last
+    conv, for fine edges.
 
     >>> dls = SegmentationDataLoaders.from_label_func(path, fnames, label_func, codes)  # doctest: +SKIP
     >>> learn = unet_learner(dls, "resnet34")                                           # doctest: +SKIP
@@ -256,12 +257,10 @@ def unet_learner(
         )
     n_in = _n_in(dls)
     model = create_unet_model(arch, n_out, n_in=n_in, last_cross=last_cross)
-    stats: tuple[Sequence[float], Sequence[float]] = imagenet_stats
     if pretrained is not False:
         _load_encoder(model, pretrained if isinstance(pretrained, bool) else str(pretrained), arch, n_in)
-        stats = _pretrained_stats(model.encoder)
-    if normalize:
-        _add_normalize(dls, stats, n_in)
+        if normalize:  # match the statistics the weights were trained with; from scratch there are none
+            _add_normalize(dls, _pretrained_stats(model.encoder), n_in)
     learn = Learner(
         dls,
         model,
