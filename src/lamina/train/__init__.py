@@ -58,6 +58,7 @@ from lamina.train.metrics import (
     rmse,
     top_k_accuracy,
 )
+from lamina.train.optim import adamw
 
 __all__ = [
     "AccumMetric",
@@ -104,6 +105,7 @@ __all__ = [
     "TerminateOnNaN",
     "accuracy",
     "accuracy_multi",
+    "adamw",
     "as_metric",
     "error_rate",
     "export_learner",
