@@ -189,3 +189,13 @@ def test_compile_option_adds_the_compile_callback(mnist_small: Path) -> None:
     assert cb.mode == "reduce-overhead"
     with pytest.raises(SystemExit):
         compiles("--compile", "fastest")
+
+
+@pytest.mark.slow
+def test_lr_find_suggests_the_same_rate_on_every_run(mnist_small: Path, tmp_path: Path) -> None:
+    """The model is initialised from --seed, so the same command gives the same suggestion."""
+    args = ("lr-find", str(mnist_small), "--bs", "16", "--workers", "0")
+    first, second = _lamina(*args, cwd=tmp_path), _lamina(*args, cwd=tmp_path)
+    assert first.returncode == 0, first.stderr
+    lines = [r.stdout.strip().splitlines()[-1] for r in (first, second)]
+    assert lines[0].startswith("valley") and lines[0] == lines[1]
