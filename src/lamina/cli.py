@@ -259,6 +259,9 @@ def cmd_lr_find(args: argparse.Namespace) -> int:
     matplotlib.use("Agg")
     from lamina.train.callbacks.lr_find import plot_lr_find
 
+    import torch
+
+    torch.manual_seed(args.seed)  # the same model, batches and suggestion on every run
     dls = _dataloaders(args)
     learn = _learner(args, dls)
     sugg = learn.lr_find()
