@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
+import pytest
 import torch
 from hypothesis import given
 from hypothesis import strategies as st
@@ -18,6 +20,8 @@ from lamina.core import (
     TensorMask,
     Transform,
     as_transform,
+    decodes,
+    encodes,
 )
 from lamina.data import Categorize, Datasets
 
@@ -251,3 +255,80 @@ def test_retyping_round_trip(v: int, h: int, w: int) -> None:
     assert type(back) is TensorImage and torch.equal(
         back.as_subclass(torch.Tensor), img.as_subclass(torch.Tensor)
     )
+
+
+class Marked(Transform):
+    """The lint-clean spelling: methods with their own names, marked @encodes / @decodes."""
+
+    @encodes
+    def number(self, x: int) -> int:
+        return 2 * x
+
+    @encodes
+    def word(self, x: str) -> str:
+        return x + x
+
+    @decodes
+    def halve(self, x: int) -> int:
+        return x // 2
+
+
+class MarkedChild(Marked):
+    @encodes
+    def flag(self, x: bool) -> bool:  # bool is an int: the most specific annotation wins
+        return not x
+
+
+def test_marked_methods_dispatch_decode_and_inherit() -> None:
+    assert Marked()((3, "a", 1.5)) == (6, "aa", 1.5)
+    assert Marked().decode(6) == 3
+    assert MarkedChild()((3, True)) == (6, False)
+    assert Marked().number(4) == 8  # still an ordinary method
+
+
+def test_a_class_built_with_type_applies_its_encodes() -> None:
+    def enc(self: Transform, x: int) -> int:
+        return x + 1
+
+    def dec(self: Transform, x: int) -> int:
+        return x - 1
+
+    cls = type("AddOne", (Transform,), {"encodes": enc, "decodes": dec})
+    t = cls()
+    assert t(1) == 2 and t.decode(2) == 1 and t("a") == "a"
+
+
+def test_an_encodes_without_self_or_with_extra_arguments_is_refused() -> None:
+    with pytest.raises(TypeError, match=r"(?s)must take \(self, x\).*help:"):
+
+        class NoSelf(Transform):
+            @staticmethod
+            def encodes(x: int) -> int:
+                return x
+
+    with pytest.raises(TypeError, match="must take"):
+
+        class TooMany(Transform):
+            @encodes
+            def both(self, x: int, y: int) -> int:
+                return x + y
+
+
+@pytest.mark.slow
+def test_the_readme_idiom_passes_ruff_and_mypy_as_a_user_writes_it(tmp_path: Path) -> None:
+    """A user's own file with the README's transform passes both tools with their default rules."""
+    import re
+    import shutil
+    import subprocess
+    import sys
+
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
+    code = re.search(r"## Lowest layer.*?```python\n(.*?)```", readme, re.S)
+    assert code is not None
+    (tmp_path / "user_code.py").write_text(code.group(1))
+    ruff = shutil.which("ruff", path=str(Path(sys.executable).parent))
+    checks = [[ruff or "ruff", "check", "--isolated", "user_code.py"]]
+    checks.append([sys.executable, "-m", "mypy", "--no-incremental", "user_code.py"])
+    for cmd in checks:
+        r = subprocess.run(cmd, cwd=tmp_path, capture_output=True, text=True, timeout=300)
+        assert r.returncode == 0, f"{cmd[0]}: {r.stdout}{r.stderr}"

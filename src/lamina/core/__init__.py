@@ -24,6 +24,8 @@ from lamina.core.transform import (
     TransformsLike,
     as_transform,
     as_transforms,
+    decodes,
+    encodes,
 )
 from lamina.core.types import (
     BytesBatch,
@@ -68,6 +70,8 @@ __all__ = [
     "TypeDispatch",
     "as_transform",
     "as_transforms",
+    "decodes",
+    "encodes",
     "input_is_owned",
     "lookup_function",
     "lookup_loss",

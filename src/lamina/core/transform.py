@@ -1,20 +1,26 @@
 """Transform: typed `encodes`/`decodes` chosen by the type of the data; Pipeline, an ordered chain of them.
 
-Write several `encodes` in one class, each annotated with the type it handles; a call picks the most
+Mark methods with `@encodes` / `@decodes`, each annotated with the type it handles; a call picks the most
 specific one (via `functools.singledispatch`) and passes values of other types through unchanged:
 
 >>> class Double(Transform):
-...     def encodes(self, x: int) -> int: return 2 * x
-...     def encodes(self, x: str) -> str: return x + x
-...     def decodes(self, x: int) -> int: return x // 2
+...     @encodes
+...     def numbers(self, x: int) -> int: return 2 * x
+...     @encodes
+...     def words(self, x: str) -> str: return x + x
+...     @decodes
+...     def halve(self, x: int) -> int: return x // 2
 >>> Double()((3, "a", 1.5))
 (6, 'aa', 1.5)
+
+The fastai spelling, several methods all named `encodes` in one class, works too, but linters and type
+checkers flag each redefinition (ruff F811, mypy no-redef); the decorators keep user code clean.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from typing import Any, ClassVar
+from typing import Any, ClassVar, TypeVar
 
 from lamina.core.dispatch import TypeDispatch
 from lamina.core.types import retain_type
@@ -27,9 +33,25 @@ __all__ = [
     "TransformsLike",
     "as_transform",
     "as_transforms",
+    "decodes",
+    "encodes",
 ]
 
 _METHODS = ("encodes", "decodes")
+_ROLE = "_lamina_transform_role"
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def encodes(f: F) -> F:
+    """Mark a method of a Transform subclass as an `encodes` for the type its argument is annotated with."""
+    setattr(f, _ROLE, "encodes")
+    return f
+
+
+def decodes(f: F) -> F:
+    """Mark a method of a Transform subclass as a `decodes` for the type its argument is annotated with."""
+    setattr(f, _ROLE, "decodes")
+    return f
 
 
 class _TfmDict(dict[str, Any]):
@@ -50,14 +72,44 @@ class _TfmMeta(type):
         return _TfmDict()
 
     def __new__(mcs, name: str, bases: tuple[type, ...], ns: dict[str, Any], **kwds: Any) -> _TfmMeta:
-        cls = super().__new__(mcs, name, bases, dict(ns), **kwds)
+        plain = not isinstance(ns, _TfmDict)
+        ns = dict(ns)
+        for m in _METHODS:
+            # a plain namespace (`type(name, (Transform,), {"encodes": f})`) holds one definition as is
+            if plain and callable(ns.get(m)):
+                ns[f"_{m}_defs"] = [*ns.get(f"_{m}_defs", []), ns.pop(m)]
+        for value in list(ns.values()):
+            role = getattr(value, _ROLE, None)
+            if role in _METHODS and callable(value):
+                ns[f"_{role}_defs"] = [*ns.get(f"_{role}_defs", []), value]
+        cls = super().__new__(mcs, name, bases, ns, **kwds)
         for m in _METHODS:
             inherited: list[Callable[..., Any]] = []
             for b in reversed(cls.__mro__[1:]):
                 inherited += b.__dict__.get(f"_{m}_defs", [])
             own = ns.get(f"_{m}_defs", [])
+            for f in own:
+                _check_signature(name, m, f)
             setattr(cls, f"_{m}_table", TypeDispatch([*inherited, *own]))
         return cls
+
+
+def _check_signature(cls_name: str, role: str, f: Callable[..., Any]) -> None:
+    """An `encodes`/`decodes` takes `self` and the value: refuse other shapes when the class is made."""
+    import inspect
+
+    try:
+        params = list(inspect.signature(f).parameters.values())
+    except (TypeError, ValueError):
+        return
+    positional = [p for p in params if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)]
+    required = [p for p in positional if p.default is p.empty]
+    if len(required) > 2 or (len(positional) < 2 and not any(p.kind is p.VAR_POSITIONAL for p in params)):
+        raise TypeError(
+            f"{cls_name}: {role} {getattr(f, '__name__', f)!r} must take (self, x), "
+            f"got ({', '.join(p.name for p in params)}).\n"
+            f"help: define it as a method `def {getattr(f, '__name__', role)}(self, x: SomeType)`"
+        )
 
 
 class Transform(metaclass=_TfmMeta):
