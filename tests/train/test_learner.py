@@ -460,3 +460,24 @@ def test_the_default_optimizer_is_adamw_with_short_schedule_defaults() -> None:
     assert all(g["betas"] == (0.9, 0.99) and g["eps"] == 1e-5 for g in opt.param_groups)
     learn.fit_one_cycle(1, 1e-2)
     assert learn.opt is opt and all(g["eps"] == 1e-5 for g in opt.param_groups)
+
+
+def test_no_batch_outlives_the_loop() -> None:
+    """After fit, validate and get_preds the learner holds no batch, prediction or loss (nor their graph)."""
+    import gc
+    import weakref
+
+    learn = make_learner()
+    seen: list[weakref.ref[torch.Tensor]] = []
+
+    class Watch(Callback):
+        def after_loss(self) -> None:
+            seen.append(weakref.ref(self.learn.pred))
+
+    learn.add_cb(Watch())
+    for run in (lambda: learn.fit(1), learn.validate, learn.get_preds):
+        seen.clear()
+        run()
+        gc.collect()
+        assert learn.xb == () and learn.yb == () and learn.pred is None and learn.loss.numel() == 1
+        assert seen and all(r() is None for r in seen[-1:]), "the last prediction is still referenced"

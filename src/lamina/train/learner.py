@@ -362,7 +362,14 @@ class Learner:
             self.n_epoch, self.start_epoch, self.start_iter = n_epoch, start_epoch, 0
             self.n_iter = self.n_batches(self.dls.train)
             self.train_iter = start_epoch * self.n_iter
-            self._with_events(self._do_fit, "fit", CancelFit)
+            try:
+                self._with_events(self._do_fit, "fit", CancelFit)
+            finally:
+                self._release_batch()
+
+    def _release_batch(self) -> None:
+        """Drop the last batch, predictions and loss when a loop ends, so none outlives it (nor its graph)."""
+        self.xb, self.yb, self.pred, self.loss = (), (), None, torch.zeros(())
 
     def _do_fit(self) -> None:
         for epoch in range(self.start_epoch, self.n_epoch):
@@ -528,7 +535,10 @@ class Learner:
     # -- evaluation and prediction ---------------------------------------------------------------------------
     def validate(self, dl: AnyLoader | None = None) -> list[float]:
         """[valid loss, *metrics] on `dl` (the validation set by default); [] when `dl` has no targets."""
-        self._run_validate(dl if dl is not None else self.dls.valid)
+        try:
+            self._run_validate(dl if dl is not None else self.dls.valid)
+        finally:
+            self._release_batch()
         rec = self.recorder
         return list(rec.last_valid) if rec is not None else []
 
@@ -551,7 +561,10 @@ class Learner:
         gather = GatherPreds(with_input=with_input, with_loss=with_loss)
         dl = dl if dl is not None else self.dls.valid
         with self.added_cbs([gather]):
-            self._run_validate(dl)
+            try:
+                self._run_validate(dl)
+            finally:
+                self._release_batch()
         preds, targs = gather.preds(), gather.targets()
         inputs = gather.inputs() if with_input else ()
         losses = gather.losses() if with_loss else None
