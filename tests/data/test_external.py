@@ -14,6 +14,7 @@ import sys
 import tarfile
 import threading
 import urllib.parse
+import warnings
 import zipfile
 from collections.abc import Callable, Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -26,6 +27,7 @@ from lamina.data.external import (
     ChecksumError,
     DatasetInfo,
     DownloadError,
+    TrustOnFirstUseWarning,
     UnknownDatasetError,
     UnsafeArchiveError,
     cache_dir,
@@ -35,6 +37,8 @@ from lamina.data.external import (
     list_datasets,
     untar_data,
 )
+
+pytestmark = pytest.mark.filterwarnings("ignore::lamina.data.external.TrustOnFirstUseWarning")
 
 # ---------------------------------------------------------------------------------------------- helpers
 
@@ -280,25 +284,36 @@ def test_http_error_names_url_and_status(server: LoopbackServer, tmp_path: Path)
 def test_untar_tgz_downloads_extracts_and_records_checksum(server: LoopbackServer, home: Path) -> None:
     body = make_tar(TINY)
     server.files["/d/tiny.tgz"] = body
-    path = untar_data(server.url("/d/tiny.tgz"))
-    assert path == home / "data" / "tiny" / "tiny"  # the single top-level folder
+    with pytest.warns(TrustOnFirstUseWarning, match=rf"(?s){sha(body)}.*help: .*sha256="):
+        path = untar_data(server.url("/d/tiny.tgz"))
+    key = path.parent.name  # the file name's stem, then a hash of the whole URL
+    assert re.fullmatch(r"tiny-[0-9a-f]{16}", key)
+    assert path == home / "data" / key / "tiny"  # the single top-level folder
     assert (path / "a.txt").read_bytes() == b"alpha"
     assert (path / "sub" / "b.txt").read_bytes() == b"beta"
-    assert listing(home / "archives") == ["tiny.tgz", "tiny.tgz.sha256.json"]
-    assert sha(body) in (home / "archives" / "tiny.tgz.sha256.json").read_text()
+    assert listing(home / "archives") == [f"{key}.tgz", f"{key}.tgz.sha256.json"]
+    assert sha(body) in (home / "archives" / f"{key}.tgz.sha256.json").read_text()
     assert listing(home / "data") == [
-        "tiny",
-        "tiny/tiny",
-        "tiny/tiny/a.txt",
-        "tiny/tiny/sub",
-        "tiny/tiny/sub/b.txt",
+        key,
+        *(f"{key}/{p}" for p in ["tiny", "tiny/a.txt", "tiny/sub", "tiny/sub/b.txt"]),
     ]
+
+
+def test_untar_with_a_pinned_sha256_does_not_warn(server: LoopbackServer, home: Path) -> None:
+    body = make_tar(TINY)
+    server.files["/d/tiny.tgz"] = body
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        path = untar_data(server.url("/d/tiny.tgz"), sha256=sha(body))
+    assert (path / "a.txt").read_bytes() == b"alpha"
+    with pytest.raises(ChecksumError):
+        untar_data(server.url("/d/tiny.tgz"), sha256="0" * 64, force_download=True)
 
 
 def test_untar_zip_with_several_top_level_entries(server: LoopbackServer, home: Path) -> None:
     server.files["/z/flat.zip"] = make_zip({"one.csv": b"a,b\n1,2\n", "two/x.txt": b"x"})
     path = untar_data(server.url("/z/flat.zip"), progress=False)
-    assert path == home / "data" / "flat"
+    assert path.parent == home / "data" and path.name.startswith("flat-")
     assert (path / "one.csv").read_text() == "a,b\n1,2\n"
     assert (path / "two" / "x.txt").read_bytes() == b"x"
 
@@ -323,7 +338,7 @@ def test_cached_archive_is_extracted_again_without_network(server: LoopbackServe
 
     server.files["/d/tiny.tgz"] = make_tar(TINY)
     untar_data(server.url("/d/tiny.tgz"))
-    shutil.rmtree(home / "data" / "tiny")
+    shutil.rmtree(home / "data")
     path = untar_data(server.url("/d/tiny.tgz"))
     assert (path / "a.txt").read_bytes() == b"alpha"
     assert server.requests == ["/d/tiny.tgz"]
@@ -333,9 +348,9 @@ def test_corrupt_cached_archive_is_downloaded_again(server: LoopbackServer, home
     import shutil
 
     server.files["/d/tiny.tgz"] = make_tar(TINY)
-    untar_data(server.url("/d/tiny.tgz"))
-    shutil.rmtree(home / "data" / "tiny")
-    archive = home / "archives" / "tiny.tgz"
+    first = untar_data(server.url("/d/tiny.tgz"))
+    shutil.rmtree(home / "data")
+    archive = home / "archives" / f"{first.parent.name}.tgz"
     archive.write_bytes(archive.read_bytes()[:-10] + b"0123456789")
     with pytest.warns(UserWarning, match="downloading it again"):
         path = untar_data(server.url("/d/tiny.tgz"))
@@ -352,8 +367,8 @@ def test_force_download_fetches_and_replaces(server: LoopbackServer, home: Path)
     assert (path / "a.txt").read_bytes() == b"ALPHA v2"
     assert not (path / "sub").exists()
     assert len(server.requests) == 2
-    assert sha(new) in (home / "archives" / "tiny.tgz.sha256.json").read_text()
-    assert [p.name for p in (home / "data").iterdir()] == ["tiny"]  # no temporary folders left
+    assert sha(new) in (home / "archives" / f"{path.parent.name}.tgz.sha256.json").read_text()
+    assert [p.name for p in (home / "data").iterdir()] == [path.parent.name]  # no temporary folders left
 
 
 def test_truncated_download_via_untar_data_leaves_nothing(server: LoopbackServer, home: Path) -> None:
@@ -397,7 +412,7 @@ def test_registry_entry_redirected_to_a_mirror(
     assert result == home / "data" / "adult" / "adult_sample"
     assert (result / "adult.csv").read_text().startswith("age,salary")
     assert server.requests == [path]
-    assert (home / "archives" / "adult_sample.tgz").stat().st_size == DATASETS["adult"].size_bytes
+    assert (home / "archives" / "adult.tgz").stat().st_size == DATASETS["adult"].size_bytes
 
 
 def test_mirror_with_a_path_prefix(server: LoopbackServer, home: Path) -> None:
@@ -450,17 +465,20 @@ def test_tar_written_through_its_own_symlink_is_refused(tmp_path: Path) -> None:
     archive = make_evil_tar(
         tmp_path / "evil.tgz",
         tinfo("pkg/up", tarfile.SYMTYPE, linkname=".."),  # inside dest on its own...
-        tinfo("pkg/up/escape.txt", size=3),  # ...but writing through it is refused
+        tinfo("pkg/up/escape.txt", size=3),  # ...but writing through it would escape
     )
-    with pytest.raises(UnsafeArchiveError, match="through the symlink"):
+    with pytest.raises(UnsafeArchiveError, match="links are refused"):
         extract_archive(archive, tmp_path / "dest")
     assert not (tmp_path / "dest").exists()
+    assert not (tmp_path / "escape.txt").exists()
 
 
-def test_symlink_inside_dest_is_allowed(tmp_path: Path) -> None:
-    archive = make_evil_tar(tmp_path / "ok.tgz", tinfo("pkg/alias.txt", tarfile.SYMTYPE, linkname="good.txt"))
-    dest = extract_archive(archive, tmp_path / "dest")
-    assert (dest / "pkg" / "alias.txt").read_bytes() == b"ok"
+@pytest.mark.parametrize("kind", [tarfile.SYMTYPE, tarfile.LNKTYPE])
+def test_every_link_is_refused_even_inside_dest(tmp_path: Path, kind: bytes) -> None:
+    archive = make_evil_tar(tmp_path / "ok.tgz", tinfo("pkg/alias.txt", kind, linkname="pkg/good.txt"))
+    with pytest.raises(UnsafeArchiveError, match=r"(?s)'pkg/alias.txt' is a (symbolic|hard) link.*help:"):
+        extract_archive(archive, tmp_path / "dest")
+    assert listing(tmp_path) == ["ok.tgz"]
 
 
 @pytest.mark.parametrize("name", ["../evil", "/evil", "a/../../evil"])
