@@ -13,6 +13,7 @@ from lamina.train.callbacks.resume import ResumeCallback
 from lamina.train.callbacks.schedule import ParamScheduler, flat_cos_scheduler, one_cycle_scheduler
 from lamina.train.callbacks.tracker import (
     EarlyStoppingCallback,
+    NonFiniteLossError,
     SaveModelCallback,
     TerminateOnNaN,
     TrackerCallback,
@@ -30,6 +31,7 @@ __all__ = [
     "LRFinder",
     "MixUp",
     "MixedPrecision",
+    "NonFiniteLossError",
     "ParamScheduler",
     "ProgressCallback",
     "Recorder",

@@ -12,7 +12,13 @@ from torch import Tensor
 
 from lamina.train.callback import Callback, CancelFit
 
-__all__ = ["EarlyStoppingCallback", "SaveModelCallback", "TerminateOnNaN", "TrackerCallback"]
+__all__ = [
+    "EarlyStoppingCallback",
+    "NonFiniteLossError",
+    "SaveModelCallback",
+    "TerminateOnNaN",
+    "TrackerCallback",
+]
 
 Comparison = Callable[[float, float], bool]
 
@@ -169,6 +175,10 @@ class SaveModelCallback(TrackerCallback):
             learn.load(self.fname, with_opt=self.with_opt)
 
 
+class NonFiniteLossError(RuntimeError):
+    """The training loss became NaN or infinite (`TerminateOnNaN(error=True)`); the weights were restored."""
+
+
 class TerminateOnNaN(Callback):
     """Stops training when the loss becomes NaN or infinite, and puts back the last good weights.
 
@@ -176,7 +186,9 @@ class TerminateOnNaN(Callback):
     (and at the end of each training phase): in between, a flag stays on the device. The weights
     after the last checked step whose loss (and every loss before it) was finite are kept as a snapshot;
     when a check finds a non-finite loss, the model's state_dict is restored from it, a RuntimeWarning
-    names the epoch and step of the first bad loss, and `CancelFit` ends the fit.
+    names the epoch and step of the first bad loss, and `CancelFit` ends the fit. With `error=True` a
+    `NonFiniteLossError` with the same message ends it instead (the run cannot be right: the caller must
+    not go on as if it trained, e.g. export).
 
     Cost: one extra copy of the model's state_dict in device memory, refreshed (a device-to-device copy)
     at every passing check. The default (16) keeps the loop free of per-step syncs and may go back up to
@@ -189,10 +201,10 @@ class TerminateOnNaN(Callback):
     order = 40  # after the loss-changing callbacks have put the real loss back in after_batch (10)
     run_valid = False
 
-    def __init__(self, check_every: int = 16) -> None:
+    def __init__(self, check_every: int = 16, error: bool = False) -> None:
         if check_every < 1:
             raise ValueError(f"TerminateOnNaN: check_every must be >= 1 step, got {check_every}")
-        self.check_every = check_every
+        self.check_every, self.error = check_every, error
         self.stopped_at: tuple[int, int] | None = None  # (epoch, step in epoch) of the first bad loss
         self._snapshot: list[Tensor] = []
         self._ok: Tensor | None = None  # all losses since the last check finite (device bool)
@@ -244,11 +256,15 @@ class TerminateOnNaN(Callback):
         bad = self._first_step + n_ok
         n_iter = max(1, learn.n_iter)
         self.stopped_at = (bad // n_iter, bad % n_iter)
-        warnings.warn(
-            f"TerminateOnNaN: the loss is NaN or infinite at epoch {self.stopped_at[0]}, step "
-            f"{self.stopped_at[1]}; restored the last weights checked good and stopped training.\n"
-            "help: lower the learning rate, clip gradients (GradientClip) or check the inputs for NaN",
-            RuntimeWarning,
-            stacklevel=2,
+        lrs = [float(g["lr"]) for g in learn.opt.param_groups] if learn.opt is not None else []
+        at_lr = f" (learning rate {max(lrs):.2g})" if lrs else ""
+        msg = (
+            f"TerminateOnNaN: the loss became NaN or infinite at epoch {self.stopped_at[0]}, step "
+            f"{self.stopped_at[1]}{at_lr}; restored the last weights checked good and stopped training.\n"
+            "help: lower the learning rate (10x or more; learn.lr_find() suggests one), clip gradients "
+            "(GradientClip) or check the inputs for NaN"
         )
+        if self.error:
+            raise NonFiniteLossError(msg)
+        warnings.warn(msg, RuntimeWarning, stacklevel=2)
         raise CancelFit
