@@ -38,6 +38,7 @@ if TYPE_CHECKING:
 __all__ = [
     "DataLoader",
     "DataLoaders",
+    "ShapeMismatchError",
     "collate",
     "default_device",
     "default_num_workers",
@@ -135,7 +136,11 @@ def to_device(b: Any, device: torch.device | str | None, non_blocking: bool = Tr
     return b
 
 
-def _collate_one(k: int, elems: list[Any]) -> Any:
+class ShapeMismatchError(RuntimeError):
+    """Items of one batch whose tensors differ in shape (images of mixed sizes): they cannot be stacked."""
+
+
+def _collate_one(k: int, elems: list[Any], describe: Callable[[int], str] | None = None) -> Any:
     e0 = elems[0]
     if isinstance(e0, TensorBytes):  # ragged: one tensor per item, decoded as a batch later
         return BytesBatch(e.as_subclass(torch.Tensor) for e in elems)
@@ -144,12 +149,18 @@ def _collate_one(k: int, elems: list[Any]) -> Any:
             # one stack of the typed tensors, then one plain view: no per-item Python work on the fast path
             return torch.stack(elems).as_subclass(torch.Tensor)
         except RuntimeError as e:
-            shapes = sorted({tuple(x.shape) for x in elems})
-            if len(shapes) < 2:
+            shapes = [tuple(x.shape) for x in elems]
+            n_shapes = len(set(shapes))
+            if n_shapes < 2:
                 raise
-            raise RuntimeError(
-                f"collate: element {k} ({type(e0).__name__}) has {len(shapes)} different shapes within one "
-                f"batch, e.g. {shapes[:3]}; they cannot be stacked into one tensor.\n"
+            common = max(set(shapes), key=shapes.count)
+            odd = [i for i, sh in enumerate(shapes) if sh != common]
+            name = describe if describe is not None else (lambda i: f"item {i} of the batch")
+            shown = "; ".join(f"{name(i)} is {shapes[i]}" for i in odd[:5])
+            more = f" (and {len(odd) - 5} more)" if len(odd) > 5 else ""
+            raise ShapeMismatchError(
+                f"collate: element {k} ({type(e0).__name__}) has {n_shapes} different shapes within one "
+                f"batch: most items are {common}, but {shown}{more}; they cannot be stacked.\n"
                 "help: make them one size with item_tfms=Resize(224) (images) or pad them (sequences)"
             ) from e
     if isinstance(e0, bool | int | float):
@@ -157,9 +168,13 @@ def _collate_one(k: int, elems: list[Any]) -> Any:
     return list(elems)
 
 
-def collate(batch: Sequence[tuple[Any, ...]]) -> tuple[Any, ...]:
-    """Stack each element of the items into a plain tensor (numbers too); other values become lists."""
-    return tuple(_collate_one(k, [b[k] for b in batch]) for k in range(len(batch[0])))
+def collate(
+    batch: Sequence[tuple[Any, ...]], describe: Callable[[int], str] | None = None
+) -> tuple[Any, ...]:
+    """Stack each element of the items into a plain tensor (numbers too); other values become lists.
+
+    `describe(i)` names item `i` of the batch (e.g. its file) in the error for items of different shapes."""
+    return tuple(_collate_one(k, [b[k] for b in batch], describe) for k in range(len(batch[0])))
 
 
 def _retype(b: Sequence[Any], types: Sequence[type]) -> tuple[Any, ...]:
@@ -182,10 +197,25 @@ class _BatchSeed(int):
     """Appended to a seeded batch's items by the dataset: the seed of the batch's transforms."""
 
 
+class _BatchKeys:
+    """Appended last to a batch's items by the dataset (in the process that collates it, never pickled):
+    names the items in a collation error."""
+
+    __slots__ = ("dataset", "idxs")
+
+    def __init__(self, dataset: Any, idxs: list[int]) -> None:
+        self.dataset, self.idxs = dataset, idxs
+
+    def describe(self, i: int) -> str:
+        return _describe(self.dataset, self.idxs[i])
+
+
 def _collate_items(items: Sequence[Any]) -> tuple[tuple[Any, ...], list[tuple[int, str]], int | None]:
     """The collate_fn given to torch: the batch, the (position, message) of the items it skipped, and the
     seed of its batch transforms (None unless the loader is seeded)."""
-    seed = None
+    seed, keys = None, None
+    if items and isinstance(items[-1], _BatchKeys):
+        keys, items = items[-1], items[:-1]
     if items and isinstance(items[-1], _BatchSeed):
         seed, items = int(items[-1]), items[:-1]
     bad: list[tuple[int, str]] = []
@@ -196,7 +226,7 @@ def _collate_items(items: Sequence[Any]) -> tuple[tuple[Any, ...], list[tuple[in
             plain.append(it.item)
         else:
             plain.append(it)
-    return collate(plain), bad, seed
+    return collate(plain, keys.describe if keys is not None else None), bad, seed
 
 
 def _describe(dataset: Any, i: int) -> str:
@@ -231,12 +261,16 @@ class _ItemDataset(tud.Dataset[Any]):
         """A batch's items (torch's fetcher calls this): in the main process, seeding leaves the caller's RNGs
         as they were, so in-process loading doesn't change what the training step draws."""
         if not keys or not isinstance(keys[0], tuple):
-            return [self._get(k, None) for k in keys]
+            return [*(self._get(k, None) for k in keys), _BatchKeys(self.dataset, [int(k) for k in keys])]
         in_worker = tud.get_worker_info() is not None  # a worker's RNGs are its own: nothing to put back
         with contextlib.nullcontext() if in_worker else _rng_kept():
             # the batch transforms' seed travels with the batch: it is the same whichever process built it,
             # and a distributed shard's batches get their own
-            return [*(self._get(i, seed) for i, seed in keys), _BatchSeed(_batch_seed(keys[0][1]))]
+            return [
+                *(self._get(i, seed) for i, seed in keys),
+                _BatchSeed(_batch_seed(keys[0][1])),
+                _BatchKeys(self.dataset, [int(i) for i, _ in keys]),
+            ]
 
     def _get(self, i: int, seed: int | None) -> Any:
         if not self.skip_bad:

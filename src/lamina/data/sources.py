@@ -116,7 +116,9 @@ class RegexLabeller:
 
 
 class ColReader:
-    """Read column(s) of a pandas row; `pref`/`suff` wrap the value, `label_delim` splits it into labels."""
+    """Read column(s) of a pandas row; `pref`/`suff` wrap the value, `label_delim` splits it into labels.
+
+    An empty cell (NaN, None, pd.NA) reads as None (no labels with `label_delim`)."""
 
     def __init__(
         self,
@@ -139,11 +141,13 @@ class ColReader:
                 f"ColReader: column {c!r} not found; the table has columns {cols}.\n"
                 "help: pass one of those names (or a position) to ColReader / fn_col / label_col"
             ) from e
+        if v is None or (isinstance(v, float) and v != v) or type(v).__name__ == "NAType":  # empty cell
+            # no labels; else no value rather than a 'nan' label or file (the Datasets name such rows)
+            return [] if self.label_delim is not None else None
         if self.pref or self.suff:
             v = f"{self.pref}{v}{self.suff}"
         if self.label_delim is not None:
-            empty = v is None or (isinstance(v, float) and v != v)
-            v = [] if empty else [lbl for lbl in str(v).split(self.label_delim) if lbl]
+            v = [lbl for lbl in str(v).split(self.label_delim) if lbl]
         return v
 
     def __call__(self, row: Any) -> Any:

@@ -46,7 +46,9 @@ def resolve_files(path: PathLike, fnames: Sequence[PathLike]) -> list[Path]:
 
 
 class ImageDataLoaders:
-    """Factories for image classification DataLoaders; each is a thin DataBlock you can write yourself."""
+    """Factories for image classification DataLoaders; each is a thin DataBlock you can write yourself.
+
+    `skip_bad_files=True` replaces an image that fails to load by the next good one, with a warning."""
 
     @staticmethod
     def from_folder(
@@ -63,6 +65,7 @@ class ImageDataLoaders:
         device: torch.device | str | None = None,
         img_cls: type[TensorImage] = TensorImage,
         gpu_jpeg: bool | None = None,
+        skip_bad_files: bool = False,
     ) -> DataLoaders:
         """Images in class folders: `path/<train>/<label>/x.jpg` and `path/<valid>/<label>/y.jpg`, or
         `path/<label>/x.jpg` with `valid_pct` of them held out at random.
@@ -113,7 +116,9 @@ class ImageDataLoaders:
             item_tfms=item_tfms if decoder is None else None,
             batch_tfms=batch_tfms,
         )
-        return dblock.dataloaders(root, bs=bs, num_workers=num_workers, device=device, seed=seed)
+        return dblock.dataloaders(
+            root, bs=bs, num_workers=num_workers, device=device, seed=seed, skip_bad_files=skip_bad_files
+        )
 
     @staticmethod
     def from_path_func(
@@ -128,6 +133,7 @@ class ImageDataLoaders:
         num_workers: int | None = None,
         device: torch.device | str | None = None,
         img_cls: type[TensorImage] = TensorImage,
+        skip_bad_files: bool = False,
     ) -> DataLoaders:
         """Images listed in `fnames`, labelled by `label_func(path)`."""
         dblock = DataBlock(
@@ -138,7 +144,12 @@ class ImageDataLoaders:
             batch_tfms=batch_tfms,
         )
         return dblock.dataloaders(
-            resolve_files(path, fnames), bs=bs, num_workers=num_workers, device=device, seed=seed
+            resolve_files(path, fnames),
+            bs=bs,
+            num_workers=num_workers,
+            device=device,
+            seed=seed,
+            skip_bad_files=skip_bad_files,
         )
 
     @staticmethod
@@ -153,6 +164,7 @@ class ImageDataLoaders:
         bs: int = 64,
         num_workers: int | None = None,
         device: torch.device | str | None = None,
+        skip_bad_files: bool = False,
     ) -> DataLoaders:
         """Images labelled by the first group of regex `pat` matched on the file name."""
         return ImageDataLoaders.from_path_func(
@@ -166,6 +178,7 @@ class ImageDataLoaders:
             bs=bs,
             num_workers=num_workers,
             device=device,
+            skip_bad_files=skip_bad_files,
         )
 
     @staticmethod
@@ -180,6 +193,7 @@ class ImageDataLoaders:
         bs: int = 64,
         num_workers: int | None = None,
         device: torch.device | str | None = None,
+        skip_bad_files: bool = False,
     ) -> DataLoaders:
         """Images labelled by the first group of regex `pat` searched in the whole path."""
         return ImageDataLoaders.from_path_func(
@@ -193,6 +207,7 @@ class ImageDataLoaders:
             bs=bs,
             num_workers=num_workers,
             device=device,
+            skip_bad_files=skip_bad_files,
         )
 
     @staticmethod
@@ -207,6 +222,7 @@ class ImageDataLoaders:
         bs: int = 64,
         num_workers: int | None = None,
         device: torch.device | str | None = None,
+        skip_bad_files: bool = False,
     ) -> DataLoaders:
         """Images and their labels given as two parallel lists."""
         if len(fnames) != len(labels):
@@ -223,7 +239,9 @@ class ImageDataLoaders:
             item_tfms=item_tfms,
             batch_tfms=batch_tfms,
         )
-        return dblock.dataloaders(items, bs=bs, num_workers=num_workers, device=device, seed=seed)
+        return dblock.dataloaders(
+            items, bs=bs, num_workers=num_workers, device=device, seed=seed, skip_bad_files=skip_bad_files
+        )
 
     @staticmethod
     def from_df(
@@ -242,6 +260,7 @@ class ImageDataLoaders:
         bs: int = 64,
         num_workers: int | None = None,
         device: torch.device | str | None = None,
+        skip_bad_files: bool = False,
     ) -> DataLoaders:
         """Images named in column `fn_col` of a DataFrame (relative to `path`/`folder`), labels in
         `label_col` (several per image when `label_delim` is set: a multi-label problem)."""
@@ -252,6 +271,7 @@ class ImageDataLoaders:
                     f"ImageDataLoaders.from_df: column {c!r} not found; the table has columns {cols}.\n"
                     "help: pass fn_col=, label_col= (and valid_col=) with names from that list"
                 )
+        df = _labels_as_read(df, label_col, multi=label_delim is not None)
         pref = Path(path) / folder if folder else Path(path)
         splitter: Callable[[Any], Splits] = (
             ColSplitter(valid_col) if valid_col is not None else RandomSplitter(valid_pct, seed=seed)
@@ -264,7 +284,9 @@ class ImageDataLoaders:
             item_tfms=item_tfms,
             batch_tfms=batch_tfms,
         )
-        return dblock.dataloaders(df, bs=bs, num_workers=num_workers, device=device, seed=seed)
+        return dblock.dataloaders(
+            df, bs=bs, num_workers=num_workers, device=device, seed=seed, skip_bad_files=skip_bad_files
+        )
 
     @staticmethod
     def from_csv(
@@ -283,6 +305,7 @@ class ImageDataLoaders:
         bs: int = 64,
         num_workers: int | None = None,
         device: torch.device | str | None = None,
+        skip_bad_files: bool = False,
     ) -> DataLoaders:
         """Like `from_df`, reading the table from `path/csv_fname`."""
         import pandas as pd
@@ -304,7 +327,33 @@ class ImageDataLoaders:
             bs=bs,
             num_workers=num_workers,
             device=device,
+            skip_bad_files=skip_bad_files,
         )
+
+
+def _labels_as_read(df: Any, label_col: int | str, multi: bool) -> Any:
+    """`df` with whole-number labels as ints again (pandas reads a column of ints with empty cells as floats);
+    a single-label table with empty labels is refused, naming the rows."""
+    col = df.columns[label_col] if isinstance(label_col, int) else label_col
+    labels = df[col]
+    missing = labels.isna()
+    if not bool(missing.any()):
+        return df
+    if not multi:
+        rows = list(df.index[missing.to_numpy()])
+        shown = ", ".join(map(str, rows[:10])) + (", ..." if len(rows) > 10 else "")
+        raise ValueError(
+            f"ImageDataLoaders: {len(rows)} of {len(df)} rows have no label in column {col!r}: rows {shown} "
+            f"(a CSV's row 0 is the line after the header), e.g. {df.loc[rows[0]].to_dict()}.\n"
+            f"help: fill in those labels, or drop the rows first: df.dropna(subset=[{col!r}])"
+        )
+    if labels.dtype.kind == "f" and bool((labels[~missing] % 1 == 0).all()):
+        import pandas as pd
+
+        df = df.copy()
+        ints = [None if m else int(v) for v, m in zip(labels, missing, strict=True)]
+        df[col] = pd.Series(ints, index=df.index, dtype=object)
+    return df
 
 
 def _first(o: tuple[Any, Any]) -> Any:
