@@ -8,6 +8,7 @@ from __future__ import annotations
 import argparse
 import csv
 import json
+import os
 import sys
 import time
 from collections.abc import Sequence
@@ -50,6 +51,49 @@ def _add_data_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--bs", type=int, default=64, help="batch size")
     p.add_argument("--seed", type=int, default=42)
     p.add_argument("--workers", type=int, default=None, help="loader worker processes (default: cores - 1)")
+    p.add_argument(
+        "--skip-bad-files",
+        action="store_true",
+        help="replace an image that fails to load by the next good one (with a warning listing them)",
+    )
+
+
+class _UsageError(ValueError):
+    """A bad command line: the message says what to type instead."""
+
+
+def _check_valid_pct(args: argparse.Namespace) -> None:
+    """Refuse a --valid-pct that leaves no validation (or no training) set, before any work."""
+    if 0 < args.valid_pct < 1:
+        return
+    if args.csv and args.valid_col is not None:
+        return  # the CSV marks the validation rows
+    if args.path is not None and not args.masks:
+        path = Path(args.path)
+        if (path / "train").is_dir() and (path / "valid").is_dir():
+            return  # the folders are the split
+    raise _UsageError(
+        f"--valid-pct {args.valid_pct:g} leaves "
+        f"{'no validation set' if args.valid_pct <= 0 else 'nothing to train on'}: training needs held-out "
+        "images to measure the model on.\n"
+        "help: pass a share between 0 and 1, e.g. --valid-pct 0.2 (the default), or give the split: "
+        "train/ and valid/ sub-folders, or --valid-col with --csv"
+    )
+
+
+def _check_classes(args: argparse.Namespace, dls: DataLoaders) -> None:
+    """Refuse to train a classifier on fewer than 2 classes (it would reach accuracy 1.0 learning nothing)."""
+    if args.masks:
+        return
+    vocab = dls.vocab
+    if vocab is not None and len(vocab) < 2:
+        where = f"column {args.label_col!r} of {args.csv}" if args.csv else "the class sub-folders"
+        raise _UsageError(
+            f"found {len(vocab)} class ({', '.join(map(repr, vocab)) or 'none'}) in {where}; classification "
+            "needs at least 2 classes (with one, every prediction is right and the model learns nothing).\n"
+            "help: put each class's images in its own sub-folder (PATH/cat/..., PATH/dog/...), "
+            "or point --label-col at the column that holds the labels"
+        )
 
 
 def _col(v: str | None) -> int | str | None:
@@ -83,6 +127,7 @@ def _dataloaders(args: argparse.Namespace) -> DataLoaders:
             item_tfms=item_tfms,
             bs=args.bs,
             num_workers=args.workers,
+            skip_bad_files=args.skip_bad_files,
         )
     has_split = (path / "train").is_dir() and (path / "valid").is_dir()
     return ImageDataLoaders.from_folder(
@@ -92,6 +137,7 @@ def _dataloaders(args: argparse.Namespace) -> DataLoaders:
         item_tfms=item_tfms,
         bs=args.bs,
         num_workers=args.workers,
+        skip_bad_files=args.skip_bad_files,
     )
 
 
@@ -165,10 +211,13 @@ def _run_dir(out: str | None) -> Path:
 def cmd_train(args: argparse.Namespace) -> int:
     import torch
 
+    from lamina.train import NonFiniteLossError, TerminateOnNaN
     from lamina.train.callbacks.hardware import Compile
 
+    _check_valid_pct(args)
     torch.manual_seed(args.seed)
     dls = _dataloaders(args)
+    _check_classes(args, dls)
     learn = _learner(args, dls)
     lr: float
     if args.lr == "auto":
@@ -177,11 +226,19 @@ def cmd_train(args: argparse.Namespace) -> int:
         print(f"lr_find suggests {lr:.2e}")
     else:
         lr = float(args.lr)
+    learn.add_cb(TerminateOnNaN(error=True))  # a diverged run stops here: nothing is exported
     start = time.perf_counter()
-    if args.pretrained:
-        learn.fine_tune(args.epochs, base_lr=lr)
-    else:
-        learn.fit_one_cycle(args.epochs, lr)
+    try:
+        if args.pretrained:
+            learn.fine_tune(args.epochs, base_lr=lr)
+        else:
+            learn.fit_one_cycle(args.epochs, lr)
+    except NonFiniteLossError as e:
+        cause = str(e).split("\n")[0].removeprefix("TerminateOnNaN: ")
+        raise _UsageError(
+            f"training diverged: {cause} No model was exported.\n"
+            f"help: lower the learning rate (--lr {lr / 100:.0e}), or let lr_find choose one: --lr auto"
+        ) from e
     secs = time.perf_counter() - start
     run = _run_dir(args.out)
     rec = learn.recorder
@@ -234,23 +291,64 @@ def cmd_predict(args: argparse.Namespace) -> int:
     from lamina.train import load_learner
 
     learn = load_learner(args.model)
-    out = []
     for f in args.files:
         if not Path(f).exists():
-            print(f"lamina predict: {f!r} does not exist", file=sys.stderr)
-            return 2
-        label, _, probs = learn.predict(f)
-        p = float(probs.max()) if probs.ndim and len(probs) else float(probs)
-        out.append(
-            {"file": f, "label": label if isinstance(label, str) else list(label), "probability": round(p, 6)}
-        )
+            raise _UsageError(f"{f!r} does not exist.\nhelp: check the path (relative to {os.getcwd()!r})")
+    out = [_prediction(learn, f, args) for f in args.files]
     if args.json:
         print(json.dumps(out, indent=1))
     else:
         for r in out:
-            lbl = r["label"] if isinstance(r["label"], str) else ";".join(r["label"])
-            print(f"{r['file']}\t{lbl}\t{r['probability']:.4f}")
+            print("\t".join(_text_row(r)))
     return 0
+
+
+def _prediction(learn: Learner, f: str, args: argparse.Namespace) -> dict[str, Any]:
+    """One file's prediction as JSON-able values: label and probability; the label set and every label's
+    probability (multi-label); the mask file and each class's share of the pixels (segmentation)."""
+    import torch
+
+    from lamina.core import TensorMask
+
+    label, dec, probs = learn.predict(f)
+    vocab = [str(v) for v in (learn.dls.vocab or [])]
+    if isinstance(label, TensorMask) or (isinstance(dec, torch.Tensor) and dec.ndim >= 2):
+        codes = vocab or [str(i) for i in range(int(probs.shape[0]))]
+        mask_file = _write_mask(dec, f, Path(args.out), len(codes))
+        counts = dec.flatten().long().bincount(minlength=len(codes)).double()
+        shares = (counts / max(1, dec.numel())).tolist()
+        areas = {c: round(a, 6) for c, a in zip(codes, shares, strict=False)}
+        return {"file": f, "mask": str(mask_file), "class_areas": areas}
+    if isinstance(label, list | tuple):  # multi-label: the predicted set and every label's probability
+        names = vocab or [str(i) for i in range(len(probs))]
+        all_p = {n: round(float(p), 6) for n, p in zip(names, probs.tolist(), strict=True)}
+        return {"file": f, "label": [str(lbl) for lbl in label], "probabilities": all_p}
+    p = float(probs.max()) if probs.ndim and len(probs) else float(probs)
+    lbl = label if isinstance(label, str | int | float) else str(label)
+    return {"file": f, "label": lbl, "probability": round(p, 6)}
+
+
+def _write_mask(dec: Any, f: str, out: Path, n_codes: int) -> Path:
+    """The predicted mask as a PNG whose pixel values are class indices (8-bit, 16-bit past 256 classes)."""
+    import numpy as np
+    from PIL import Image
+
+    out.mkdir(parents=True, exist_ok=True)
+    arr = dec.squeeze().cpu().numpy()
+    img = Image.fromarray(arr.astype(np.uint8) if n_codes <= 256 else arr.astype(np.uint16))
+    dest = out / f"{Path(f).stem}_mask.png"
+    img.save(dest)
+    return dest
+
+
+def _text_row(r: dict[str, Any]) -> list[str]:
+    if "mask" in r:
+        areas = ", ".join(f"{c} {a:.1%}" for c, a in r["class_areas"].items())
+        return [r["file"], r["mask"], areas]
+    if "probabilities" in r:
+        probs = ", ".join(f"{n} {p:.4f}" for n, p in r["probabilities"].items())
+        return [r["file"], ";".join(r["label"]), probs]
+    return [r["file"], str(r["label"]), f"{r['probability']:.4f}"]
 
 
 def cmd_lr_find(args: argparse.Namespace) -> int:
@@ -317,6 +415,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("model", help="a .lamina file written by `lamina train` or learn.export")
     p.add_argument("files", nargs="+")
     p.add_argument("--json", action="store_true", help="print JSON")
+    p.add_argument(
+        "--out",
+        default="masks",
+        help="segmentation: folder for the predicted masks, one <name>_mask.png per input whose pixel "
+        "values are class indices (0 = the first code); default ./masks",
+    )
     p.set_defaults(func=cmd_predict)
 
     lf = sub.add_parser("lr-find", help="suggest a learning rate")
@@ -335,17 +439,56 @@ def build_parser() -> argparse.ArgumentParser:
 
     d = sub.add_parser("datasets", help="list the public datasets lamina can download")
     d.set_defaults(func=cmd_datasets)
+    for sp in {id(v): v for v in sub.choices.values()}.values():
+        sp.add_argument("--debug", action="store_true", help="show the traceback of an error")
     return parser
 
 
+def _message(e: BaseException) -> str:
+    """An error's message for people: as written (a KeyError's too), without the traceback that torch puts
+    into an error re-raised from a loader worker."""
+    msg = str(e.args[0]) if isinstance(e, KeyError) and e.args else str(e)
+    if "\nOriginal Traceback" in msg:  # "Caught X in DataLoader worker..." + the worker's traceback
+        lines = msg.split("\n")
+        k = next(i for i, ln in enumerate(lines) if ln.startswith("Original Traceback"))
+        k += 1
+        while k < len(lines) and (lines[k].startswith(" ") or not lines[k]):
+            k += 1
+        rest = "\n".join(lines[k:])
+        head, sep, tail = rest.partition(": ")
+        msg = tail if sep and " " not in head else rest
+    return msg.strip()
+
+
+def _cli_help(e: BaseException, msg: str) -> str:
+    """The command-line fix in place of the Python one, where lamina knows it."""
+    from lamina.data.loader import ShapeMismatchError
+
+    if isinstance(e, ShapeMismatchError):
+        lines = [ln for ln in msg.split("\n") if not ln.startswith("help:")]
+        return "\n".join([*lines, "help: resize every image to one size, e.g. --size 224"])
+    if "skip_bad_files=True" in msg:
+        return msg.replace("pass skip_bad_files=True", "pass --skip-bad-files")
+    return msg
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    """Entry point of the `lamina` console script."""
+    """Entry point of the `lamina` console script.
+
+    An error in the data or the run prints one paragraph to stderr and exits with 2; `--debug` (or
+    LAMINA_DEBUG=1) shows the traceback instead."""
     args: Any = build_parser().parse_args(argv)
+    debug = bool(getattr(args, "debug", False)) or os.environ.get("LAMINA_DEBUG", "") not in ("", "0")
     try:
         return int(args.func(args))
-    except (FileNotFoundError, ValueError, KeyError, OSError) as e:
-        print(f"lamina {args.command}: {e}", file=sys.stderr)
-        return 1
+    except (KeyboardInterrupt, SystemExit):
+        raise
+    except Exception as e:
+        if debug:
+            raise
+        print(f"lamina {args.command}: {_cli_help(e, _message(e))}", file=sys.stderr)
+        print("(run with --debug or LAMINA_DEBUG=1 for the traceback)", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":
