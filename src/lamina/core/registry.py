@@ -10,7 +10,7 @@ import contextlib
 import functools
 import importlib
 import inspect
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any, TypeVar
 
 from lamina.core.errors import MissingKeyError
@@ -20,6 +20,7 @@ __all__ = [
     "lookup_function",
     "lookup_loss",
     "lookup_model",
+    "lookup_model_check",
     "lookup_transform",
     "model_recipe",
     "register_function",
@@ -36,6 +37,11 @@ _TRANSFORMS: dict[str, type] = {}
 _MODELS: dict[str, Callable[..., Any]] = {}
 _FUNCTIONS: dict[str, Callable[..., Any]] = {}
 _LOSSES: dict[str, type] = {}
+_MODEL_CHECKS: dict[str, Callable[..., None]] = {}
+
+# checks a recipe before its factory runs: (factory kwargs, {tensor name: shape} of the weights) -> None,
+# raising ValueError or TypeError for kwargs the weights cannot be for (see register_model's `check`)
+ModelCheck = Callable[[Mapping[str, Any], Mapping[str, tuple[int, ...]]], None]
 
 RECIPE_ATTR = "_lamina_recipe"
 
@@ -67,9 +73,12 @@ def register_transform(name: str) -> Callable[[C], C]:
     return deco
 
 
-def register_model(name: str) -> Callable[[F], F]:
+def register_model(name: str, check: ModelCheck | None = None) -> Callable[[F], F]:
     """Decorator for a model factory: the models it returns remember `(name, kwargs)`, so an export can
     name them and `load_learner` rebuilds them by calling the factory again with those (JSON) kwargs.
+
+    `check(kwargs, shapes)`, if given, vets a recipe from a file before the factory is called: it raises
+    ValueError for arguments the weights' shapes cannot be for, or that would reach the network or disk.
 
     >>> @register_model("my_cnn")
     ... def my_cnn(n_out: int = 10) -> nn.Module: ...
@@ -89,6 +98,8 @@ def register_model(name: str) -> Callable[[F], F]:
             return model
 
         _register(_MODELS, "model", name, factory)
+        if check is not None:
+            _MODEL_CHECKS[name] = check
         return factory  # type: ignore[return-value]
 
     return deco
@@ -158,6 +169,12 @@ def lookup_transform(name: str) -> type:
 
 def lookup_model(name: str) -> Callable[..., Any]:
     return _lookup(_MODELS, "model", name, "@register_model")
+
+
+def lookup_model_check(name: str) -> ModelCheck | None:
+    """The `check` registered with the model factory `name`, if any."""
+    lookup_model(name)
+    return _MODEL_CHECKS.get(name)
 
 
 def lookup_loss(name: str) -> type:

@@ -9,9 +9,10 @@ user's own code, before loading) registered, so a file from a stranger cannot ru
 from __future__ import annotations
 
 import hashlib
+import inspect
 import json
 import zipfile
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -33,9 +34,22 @@ from lamina.core import (
     model_recipe,
     registered_name,
 )
-from lamina.core.registry import RECIPE_ATTR
+from lamina.core.registry import RECIPE_ATTR, lookup_model_check
 from lamina.data import DataLoader, DataLoaders, Datasets
 from lamina.data.datasets import Getter
+from lamina.train._export_checks import (
+    MAX_NAME_LEN,
+    AllocationBudget,
+    ExportError,
+    OverBudgetError,
+    TensorSpec,
+    build_on_meta,
+    check_finite,
+    compare_structure,
+    loads_bounded,
+    output_width,
+    read_header,
+)
 from lamina.train.checkpoint import atomic_write_bytes
 from lamina.train.distributed import unwrap_model
 
@@ -49,10 +63,10 @@ FORMAT_VERSION = 1
 _MEMBERS = {"learner.json", "weights.safetensors"}
 _MAX_JSON = 16 * 2**20
 _NOT_OURS = "the file was not written by learn.export or was modified; lamina refuses it rather than guess"
-
-
-class ExportError(ValueError):
-    """A file that is not a valid lamina export (or was tampered with)."""
+# a model may hold this many bytes more than its weights (non-persistent buffers), and take this many
+# times its weights' bytes to build (temporaries of its initialisation)
+_SLACK_BYTES = 64 * 2**20
+_BUILD_FACTOR = 4
 
 
 # -- writing -------------------------------------------------------------------------------------------------
@@ -183,7 +197,17 @@ def export_learner(learn: Learner, path: str | Path) -> Path:
     """
     path = Path(path)
     recipe = _recipe(learn)
-    state = {k: v.detach().cpu().contiguous() for k, v in unwrap_model(learn.model).state_dict().items()}
+    model = unwrap_model(learn.model)
+    state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
+    bad = check_finite(state)
+    if bad is not None:
+        raise ExportError(
+            f"export: the model's tensor {bad!r} holds NaN or infinite values; its predictions would be "
+            "garbage.\nhelp: train again with a lower learning rate (TerminateOnNaN stops a diverging fit), "
+            "or load the last good checkpoint"
+        )
+    _check_rebuild(model, recipe["model"]["name"], recipe["model"]["kwargs"], state)
+    _check_outputs(model, learn.dls.dsets.pipelines if learn.dls.dsets else [], learn.dls.n_inp, "export")
     weights = save_safetensors(state)
     recipe["weights_sha256"] = hashlib.sha256(weights).hexdigest()
     doc = json.dumps(recipe, indent=1, sort_keys=True).encode()
@@ -195,6 +219,63 @@ def export_learner(learn: Learner, path: str | Path) -> Path:
 
     atomic_write_bytes(path, write)
     return path
+
+
+def _check_rebuild(
+    model: torch.nn.Module, name: str, kwargs: dict[str, Any], state: Mapping[str, torch.Tensor]
+) -> None:
+    """Refuse a model that `load_learner` would not rebuild exactly from its recipe (a layer swapped or
+    changed after the factory built it), or whose recipe the factory's check would refuse."""
+    check = lookup_model_check(name)
+    if check is not None:
+        try:
+            check(kwargs, {k: tuple(v.shape) for k, v in state.items()})
+        except (ValueError, TypeError) as e:
+            raise ExportError(
+                f"export: load_learner would refuse the recipe of model {name!r}: {e}\n"
+                "help: build the model with arguments the factory accepts from a file (e.g. a plain timm "
+                "architecture name)"
+            ) from e
+    factory = lookup_model(name)
+    rebuilt = build_on_meta(lambda: factory(**kwargs))
+    if rebuilt is None:
+        try:
+            rebuilt = factory(**kwargs)
+        except Exception as e:
+            raise ExportError(
+                f"export: the recipe {name!r}({kwargs!r}) does not build a model again: {e}\n"
+                "help: give the factory only the JSON arguments it needs to build this model"
+            ) from e
+    diff = compare_structure(model, rebuilt)
+    if diff is not None:
+        raise ExportError(
+            f"export: the model differs from what its recipe {name!r} builds, so load_learner would "
+            f"rebuild another model: {diff}.\nhelp: export a model as its factory builds it; for a changed "
+            "model, register a factory that builds it (@register_model) and use that"
+        )
+
+
+def _target_tfm(pipelines: list[Any], n_inp: int) -> Any:
+    """The target's transform that knows how many outputs it needs (as DataLoaders.target_tfm)."""
+    if len(pipelines) <= n_inp:
+        return None
+    tfms = pipelines[-1].tfms if isinstance(pipelines[-1], Pipeline) else pipelines[-1]
+    return next((t for t in reversed(tfms) if hasattr(t, "c")), None)
+
+
+def _check_outputs(model: torch.nn.Module, pipelines: list[Any], n_inp: int, where: str) -> None:
+    """A vocabulary must have one label per model output (else predict fails or never names some)."""
+    t = _target_tfm(pipelines, n_inp)
+    vocab = getattr(t, "vocab", None)
+    width = output_width(model)
+    if vocab is None or width is None:
+        return
+    if len(vocab) != width:
+        raise ExportError(
+            f"{where}: the vocabulary has {len(vocab)} labels ({str(list(vocab)[:5])[:200]}...) but the "
+            f"model has {width} outputs.\nhelp: the file was modified, or the model was built for "
+            "other data; build it with n_out=dls.c"
+        )
 
 
 # -- reading -------------------------------------------------------------------------------------------------
@@ -238,10 +319,7 @@ def read_export(path: str | Path) -> tuple[dict[str, Any], bytes]:
             weights = z.read("weights.safetensors")
     except (zipfile.BadZipFile, OSError, RuntimeError, NotImplementedError) as e:
         raise ExportError(f"{where} is a damaged zip file: {e}\nhelp: {_NOT_OURS}") from e
-    try:
-        recipe = json.loads(raw)
-    except (json.JSONDecodeError, UnicodeDecodeError, RecursionError) as e:
-        raise ExportError(f"{where}: learner.json is not valid JSON: {e}\nhelp: {_NOT_OURS}") from e
+    recipe = loads_bounded(raw, f"{where}: learner.json", _NOT_OURS)
     if not isinstance(recipe, dict) or recipe.get("format") != FORMAT:
         raise ExportError(f"{where} is not a lamina learner export (its format field is not {FORMAT!r})")
     version = recipe.get("format_version")
@@ -288,6 +366,7 @@ def _tfm_class(entry: Any, where: str) -> tuple[type, dict[str, Any]]:
     if (
         not isinstance(entry, dict)
         or not isinstance(entry.get("name"), str)
+        or len(entry["name"]) > MAX_NAME_LEN
         or not isinstance(entry.get("config"), dict)
     ):
         raise ExportError(f"load_learner: malformed transform entry in {where}: {entry!r}")
@@ -353,8 +432,10 @@ def load_learner(path: str | Path, cpu: bool = True) -> Learner:
         raise ExportError(f"{where} is missing the field {e}.\nhelp: {_NOT_OURS}") from None
     if not isinstance(n_inp, int) or not 1 <= n_inp <= max(1, len(pipeline_specs)):
         raise ExportError(f"{where}: n_inp={n_inp!r} does not fit {len(pipeline_specs)} pipelines")
-    if not isinstance(model_name, str) or not isinstance(loss_name, str):
-        raise ExportError(f"{where}: the model and loss names must be strings")
+    if not all(isinstance(n, str) and len(n) <= MAX_NAME_LEN for n in (model_name, loss_name)):
+        raise ExportError(
+            f"{where}: the model and loss names must be strings of at most {MAX_NAME_LEN} chars"
+        )
     types = _resolve_types(types_entry, where)
     if types is not None and len(types[0]) != len(pipeline_specs):
         raise ExportError(
@@ -365,6 +446,22 @@ def load_learner(path: str | Path, cpu: bool = True) -> Learner:
         loss_cls = lookup_loss(loss_name)
     except KeyError as e:
         raise ExportError(f"load_learner: {e.args[0]}") from None
+    header = read_header(
+        weights, where, "lamina only reads safetensors weights, never pickles; export the learner again"
+    )
+
+    # every name is known and the weights' shapes are read: now build, the model only within their size
+    pipelines = [[_build_tfm(c, cfg, f"element {k}") for c, cfg in p] for k, p in enumerate(pipeline_specs)]
+    item_tfms = [_build_tfm(c, cfg, "item_tfms") for c, cfg in item_specs]
+    batch_tfms = [_build_tfm(c, cfg, "batch_tfms") for c, cfg in batch_specs]
+    try:
+        loss = loss_cls(**loss_config)
+    except Exception as e:
+        raise ExportError(
+            f"{where}: cannot rebuild loss {loss_name!r} from {loss_config!r}: {e}\nhelp: {_NOT_OURS}"
+        ) from e
+    model = _build_model(model_factory, model_name, model_kwargs, header, where)
+    _check_outputs(model, pipelines, n_inp, where)
     try:
         state = load_safetensors(weights)
     except Exception as e:
@@ -372,22 +469,7 @@ def load_learner(path: str | Path, cpu: bool = True) -> Learner:
             f"{where}: weights.safetensors is unreadable: {e}\n"
             "help: lamina only reads safetensors weights, never pickles; export the learner again"
         ) from e
-
-    # every name is known and the weights are plain tensors: now build
-    pipelines = [[_build_tfm(c, cfg, f"element {k}") for c, cfg in p] for k, p in enumerate(pipeline_specs)]
-    item_tfms = [_build_tfm(c, cfg, "item_tfms") for c, cfg in item_specs]
-    batch_tfms = [_build_tfm(c, cfg, "batch_tfms") for c, cfg in batch_specs]
-    try:
-        model = model_factory(**model_kwargs)
-        loss = loss_cls(**loss_config)
-    except Exception as e:
-        raise ExportError(
-            f"{where}: cannot rebuild model {model_name!r} from {model_kwargs!r} or loss {loss_name!r} "
-            f"from {loss_config!r}: {e}\nhelp: {_NOT_OURS}"
-        ) from e
-    if not isinstance(model, torch.nn.Module):
-        raise ExportError(f"{where}: the factory {model_name!r} did not return a torch.nn.Module")
-    _check_state(model.state_dict(), state, path)
+    _check_state(_specs(model.state_dict()), _specs(state), where)
     model.load_state_dict(state)
     if model_recipe(model) is None:  # so that the loaded learner can be exported again
         setattr(model, RECIPE_ATTR, (model_name, dict(model_kwargs)))
@@ -416,14 +498,62 @@ def load_learner(path: str | Path, cpu: bool = True) -> Learner:
     return learn
 
 
-def _check_state(expected: dict[str, torch.Tensor], got: dict[str, torch.Tensor], path: str | Path) -> None:
+def _specs(state: Mapping[str, torch.Tensor]) -> dict[str, TensorSpec]:
+    return {k: TensorSpec(v.dtype, tuple(v.shape)) for k, v in state.items()}
+
+
+def _build_model(
+    factory: Callable[..., Any], name: str, kwargs: dict[str, Any], header: dict[str, TensorSpec], where: str
+) -> torch.nn.Module:
+    """Call the factory only for a recipe the weights account for: its registered check first, then a
+    build on the meta device compared with the weights' header, then the real build within a memory budget
+    set by the weights' size."""
+    check = lookup_model_check(name)
+    try:
+        inspect.signature(factory).bind(**kwargs)
+        if check is not None:
+            check(kwargs, {k: v.shape for k, v in header.items()})
+    except (ValueError, TypeError) as e:
+        raise ExportError(
+            f"{where}: the recipe of model {name!r} does not fit the file: {e}\nhelp: {_NOT_OURS}"
+        ) from None
+    file_bytes = sum(v.nbytes for v in header.values())
+    meta = build_on_meta(lambda: factory(**kwargs))
+    if meta is not None:
+        _check_state(_specs(meta.state_dict()), header, where)
+        held = sum(t.numel() * t.element_size() for t in (*meta.parameters(), *meta.buffers()))
+        if held > file_bytes + _SLACK_BYTES:
+            raise ExportError(
+                f"{where}: model {name!r} holds {held} bytes of tensors for {file_bytes} bytes of weights.\n"
+                f"help: {_NOT_OURS}"
+            )
+    budget = _BUILD_FACTOR * file_bytes + _SLACK_BYTES
+    try:
+        with AllocationBudget(budget):
+            model = factory(**kwargs)
+    except OverBudgetError as e:
+        raise ExportError(
+            f"{where}: building model {name!r} from {str(kwargs)[:300]} takes more than {budget} bytes, more "
+            f"than its {file_bytes} bytes of weights account for ({e}).\nhelp: {_NOT_OURS}"
+        ) from None
+    except Exception as e:
+        raise ExportError(
+            f"{where}: cannot rebuild model {name!r} from {str(kwargs)[:300]}: {e}\nhelp: {_NOT_OURS}"
+        ) from e
+    if not isinstance(model, torch.nn.Module):
+        raise ExportError(f"{where}: the factory {name!r} did not return a torch.nn.Module")
+    _check_state(_specs(model.state_dict()), header, where)
+    return model
+
+
+def _check_state(expected: Mapping[str, TensorSpec], got: Mapping[str, TensorSpec], where: str) -> None:
     """The file's tensors must be exactly the model's: same names, shapes and dtypes."""
     missing = sorted(set(expected) - set(got))
     extra = sorted(set(got) - set(expected))
     wrong = [
-        f"{k}: file {got[k].dtype} {tuple(got[k].shape)} vs model {v.dtype} {tuple(v.shape)}"
+        f"{k}: file {got[k].dtype} {got[k].shape} vs model {v.dtype} {v.shape}"
         for k, v in expected.items()
-        if k in got and (tuple(got[k].shape) != tuple(v.shape) or got[k].dtype != v.dtype)
+        if k in got and (got[k].shape != v.shape or got[k].dtype != v.dtype)
     ]
     if missing or extra or wrong:
         parts = []
@@ -434,6 +564,6 @@ def _check_state(expected: dict[str, torch.Tensor], got: dict[str, torch.Tensor]
         if wrong:
             parts.append(f"wrong shapes or dtypes {wrong[:5]}")
         raise ExportError(
-            f"load_learner: the weights in {str(path)!r} do not fit the model: {'; '.join(parts)}.\n"
+            f"{where}: the weights do not fit the model: {'; '.join(parts)}.\n"
             "help: the file was modified, or written for another architecture"
         )

@@ -36,7 +36,9 @@ from lamina.core import (
     retain_type,
 )
 
-__all__ = ["CropPad", "PadMode", "RandomResizedCrop", "Resize", "ResizeMethod"]
+__all__ = ["MAX_SIZE", "CropPad", "PadMode", "RandomResizedCrop", "Resize", "ResizeMethod"]
+
+MAX_SIZE = 8192  # the largest output side in pixels (a 8192 x 8192 RGB image is 200 MB as uint8)
 
 ResizeMethod = Literal["crop", "pad", "squish"]
 PadMode = Literal["zeros", "border", "reflection"]
@@ -59,8 +61,10 @@ def _as_size(size: int | Sequence[int], who: str) -> tuple[int, int]:
             f"{who}: size must be an int or a (height, width) pair, got {size!r}.\n"
             f"help: pass e.g. {who}(224) or {who}((224, 320))"
         )
-    if not all(isinstance(s, int) and not isinstance(s, bool) and s > 0 for s in hw):
-        raise ValueError(f"{who}: size must hold positive ints, got {size!r}.\nhelp: pass e.g. {who}(224)")
+    if not all(isinstance(s, int) and not isinstance(s, bool) and 0 < s <= MAX_SIZE for s in hw):
+        raise ValueError(
+            f"{who}: size must hold ints in [1, {MAX_SIZE}], got {size!r}.\nhelp: pass e.g. {who}(224)"
+        )
     return hw[0], hw[1]
 
 
@@ -297,18 +301,25 @@ class RandomResizedCrop(_WindowTransform):
     ) -> None:
         super().__init__()
         self.size = _as_size(size, "RandomResizedCrop")
-        if not 0 < min_scale <= 1:
+        if not isinstance(min_scale, (int, float)) or not 0 < min_scale <= 1:
             raise ValueError(
                 f"RandomResizedCrop: min_scale must be in (0, 1], got {min_scale!r}.\n"
                 "help: it is the smallest fraction of the image's area to keep, e.g. 0.08 or 0.35"
             )
-        if len(ratio) != 2 or not 0 < ratio[0] <= ratio[1]:
+        if (
+            not isinstance(ratio, Sequence)
+            or len(ratio) != 2
+            or not all(isinstance(r, (int, float)) and math.isfinite(r) for r in ratio)
+            or not 0 < ratio[0] <= ratio[1]
+        ):
             raise ValueError(
                 f"RandomResizedCrop: ratio must be (low, high) with 0 < low <= high, got {ratio!r}.\n"
                 "help: pass the range of width / height, e.g. (3/4, 4/3)"
             )
-        if val_xtra < 0:
-            raise ValueError(f"RandomResizedCrop: val_xtra must be >= 0, got {val_xtra!r}.\nhelp: e.g. 0.14")
+        if not isinstance(val_xtra, (int, float)) or not 0 <= val_xtra <= 10:
+            raise ValueError(
+                f"RandomResizedCrop: val_xtra must be in [0, 10], got {val_xtra!r}.\nhelp: e.g. 0.14"
+            )
         self.min_scale = float(min_scale)
         self.ratio = (float(ratio[0]), float(ratio[1]))
         self.val_xtra = float(val_xtra)

@@ -8,7 +8,10 @@ from __future__ import annotations
 
 import difflib
 import itertools
+import math
+import re
 import socket
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -19,7 +22,9 @@ from torch import nn
 from lamina.core import register_model
 
 __all__ = [
+    "MAX_ARCH_LEN",
     "AdaptiveConcatPool2d",
+    "check_arch_name",
     "create_body",
     "create_head",
     "create_vision_model",
@@ -95,7 +100,67 @@ def num_features(body: nn.Module, n_in: int = 3) -> int:
     return int(out.shape[1])
 
 
-@register_model("vision.classifier")
+MAX_ARCH_LEN = 128
+_ARCH_CHARS = re.compile(r"[A-Za-z0-9_.\-]+")
+
+
+def check_arch_name(arch: object) -> str:
+    """`arch` if it is a timm architecture name as `timm.list_models()` lists it (optionally with a
+    pretrained tag: 'resnet18.a1_in1k'); a name that would make timm read the network or the disk
+    ('hf-hub:...', 'local-dir:...', a path) is refused with ValueError."""
+    import timm
+
+    if not isinstance(arch, str) or not 0 < len(arch) <= MAX_ARCH_LEN or not _ARCH_CHARS.fullmatch(arch):
+        shown = repr(arch)[:60] + ("..." if len(repr(arch)) > 60 else "")
+        raise ValueError(
+            f"architecture {shown} is not a plain timm name (letters, digits, '_', '.', '-', at most "
+            f"{MAX_ARCH_LEN} characters; no 'hf-hub:', 'local-dir:' or paths)"
+        )
+    base = arch.split(".", 1)[0]
+    if base not in set(timm.list_models()):
+        raise ValueError(f"architecture {arch!r} is not one that timm.list_models() knows")
+    return arch
+
+
+def _positive_int(kwargs: Mapping[str, Any], key: str, default: int | None = None) -> int:
+    v = kwargs.get(key, default)
+    if not isinstance(v, int) or isinstance(v, bool) or v < 1:
+        raise ValueError(f"{key}={v!r} is not a positive integer")
+    return v
+
+
+def _check_n_in(n_in: int, shapes: Mapping[str, tuple[int, ...]], prefix: str) -> None:
+    """Some convolution of the body must take `n_in` channels (its stem)."""
+    if not any(k.startswith(prefix) and len(s) == 4 and s[1] == n_in for k, s in shapes.items()):
+        raise ValueError(f"n_in={n_in} but no convolution in the weights takes {n_in} channels")
+
+
+def _check_classifier_recipe(kwargs: Mapping[str, Any], shapes: Mapping[str, tuple[int, ...]]) -> None:
+    """A `create_vision_model` recipe against the weights' shapes, before anything is built."""
+    check_arch_name(kwargs.get("arch"))
+    n_out, n_in = _positive_int(kwargs, "n_out"), _positive_int(kwargs, "n_in", 3)
+    lin_ftrs, ps = kwargs.get("lin_ftrs", 512), kwargs.get("ps", 0.5)
+    if lin_ftrs is not None and (not isinstance(lin_ftrs, int) or isinstance(lin_ftrs, bool) or lin_ftrs < 0):
+        raise ValueError(f"lin_ftrs={lin_ftrs!r} is not None or a non-negative integer")
+    if not isinstance(ps, (int, float)) or isinstance(ps, bool) or not (math.isfinite(ps) and 0 <= ps <= 1):
+        raise ValueError(f"ps={ps!r} is not a dropout probability in [0, 1]")
+    if not isinstance(kwargs.get("concat_pool", True), bool):
+        raise ValueError(f"concat_pool={kwargs.get('concat_pool')!r} is not a boolean")
+    # the head's Linear layers, in order: 1.<i>.weight of rank 2
+    linears = sorted(
+        (int(m.group(1)), s)
+        for k, s in shapes.items()
+        if (m := re.fullmatch(r"1\.(\d+)\.weight", k)) and len(s) == 2
+    )
+    if not linears or linears[-1][1][0] != n_out:
+        got = linears[-1][1][0] if linears else None
+        raise ValueError(f"n_out={n_out} but the head's last layer in the weights has {got} outputs")
+    if lin_ftrs and (len(linears) != 2 or linears[0][1][0] != lin_ftrs):
+        raise ValueError(f"lin_ftrs={lin_ftrs} does not match the head's layers in the weights")
+    _check_n_in(n_in, shapes, "0.")
+
+
+@register_model("vision.classifier", check=_check_classifier_recipe)
 def create_vision_model(
     arch: str,
     n_out: int,

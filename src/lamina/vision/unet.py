@@ -11,7 +11,7 @@ down), concatenates the skip and convolves. The output has the input's exact hei
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -25,7 +25,7 @@ from lamina.train import Callback, Learner
 from lamina.train.optim import OptFactory, adamw
 from lamina.vision.augment import imagenet_stats
 from lamina.vision.learner import _add_normalize, _n_in
-from lamina.vision.models import create_body, load_pretrained_body
+from lamina.vision.models import check_arch_name, create_body, load_pretrained_body
 
 __all__ = [
     "DynamicUnet",
@@ -158,7 +158,24 @@ class DynamicUnet(nn.Module):
         return self.decoder(feats, x)
 
 
-@register_model("vision.unet")
+def _check_unet_recipe(kwargs: Mapping[str, Any], shapes: Mapping[str, tuple[int, ...]]) -> None:
+    """A `create_unet_model` recipe against the weights' shapes, before anything is built."""
+    check_arch_name(kwargs.get("arch"))
+    for key, default in (("n_out", None), ("n_in", 3)):
+        v = kwargs.get(key, default)
+        if not isinstance(v, int) or isinstance(v, bool) or v < 1:
+            raise ValueError(f"{key}={v!r} is not a positive integer")
+    if not isinstance(kwargs.get("last_cross", True), bool):
+        raise ValueError(f"last_cross={kwargs.get('last_cross')!r} is not a boolean")
+    head = shapes.get("decoder.head.1.weight")
+    if head is None or head[0] != kwargs["n_out"]:
+        raise ValueError(f"n_out={kwargs['n_out']} but the decoder's last layer in the weights is {head}")
+    n_in = kwargs.get("n_in", 3)
+    if not any(k.startswith("encoder.") and len(s) == 4 and s[1] == n_in for k, s in shapes.items()):
+        raise ValueError(f"n_in={n_in} but no convolution of the encoder takes {n_in} channels")
+
+
+@register_model("vision.unet", check=_check_unet_recipe)
 def create_unet_model(arch: str, n_out: int, n_in: int = 3, last_cross: bool = True) -> DynamicUnet:
     """A U-Net on the timm architecture `arch` (randomly initialised; `unet_learner` loads weights)."""
     import timm
