@@ -118,6 +118,46 @@ def test_colreader_reads_an_empty_cell_as_no_value() -> None:
     assert ColReader("label", label_delim=" ")(row) == []
 
 
+# -- 3. short and huge images -------------------------------------------------------------------------------
+def test_png_shorter_than_its_header_is_a_named_decode_error(tmp_path: Path) -> None:
+    from lamina.vision.core import load_image
+
+    f = tmp_path / "short.png"
+    f.write_bytes(b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR\x00\x00")  # 18 bytes
+    with pytest.raises(OSError, match=r"short\.png.*\n.*help:"):
+        load_image(f)
+
+
+@pytest.mark.parametrize("fmt", ["PNG", "JPEG"])
+def test_image_over_the_pixel_limit_is_refused_before_decoding(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, fmt: str
+) -> None:
+    from lamina.vision import core
+
+    f = tmp_path / f"big.{fmt.lower()}"
+    Image.fromarray(np.zeros((120, 100, 3), np.uint8)).save(f, format=fmt)
+    assert core.load_image(f).shape == (3, 120, 100)
+    monkeypatch.setattr(core, "MAX_IMAGE_PIXELS", 10_000, raising=False)
+    with pytest.raises(ValueError, match=r"big\.(png|jpeg).* 100 x 120 = 12,000 pixels.*10,000") as e:
+        core.load_image(f)
+    assert "help:" in str(e.value) and "MAX_IMAGE_PIXELS" in str(e.value)
+
+
+def test_gpu_jpeg_path_checks_the_pixel_limit_in_the_worker(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from lamina.vision import core
+    from lamina.vision.jpeg import ReadBytes
+
+    f = tmp_path / "big.jpg"
+    Image.fromarray(np.zeros((120, 100, 3), np.uint8)).save(
+        f, format="JPEG", exif=b"Exif\x00\x00" + bytes(300)
+    )
+    monkeypatch.setattr(core, "MAX_IMAGE_PIXELS", 10_000, raising=False)
+    with pytest.raises(ValueError, match=r"big\.jpg.* 100 x 120 = 12,000 pixels"):
+        ReadBytes()(str(f))
+
+
 # -- 4. mixed image sizes -----------------------------------------------------------------------------------
 def test_mixed_sizes_name_the_file_and_cli_suggests_size(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]

@@ -27,13 +27,16 @@ from lamina.data.blocks import TransformBlock
 from lamina.data.losses import CrossEntropyLossFlat
 
 __all__ = [
+    "MAX_IMAGE_PIXELS",
     "DecodeImage",
     "DecodeMask",
     "ImageBlock",
+    "ImageTooLargeError",
     "IntToFloatTensor",
     "MaskBlock",
     "PILImage",
     "PILImageBW",
+    "check_image_pixels",
     "load_image",
 ]
 
@@ -42,6 +45,63 @@ PILImage = TensorImage
 PILImageBW = TensorImageBW
 
 _MODES = {"RGB": 3, "L": 1}
+
+#: The most pixels lamina decodes in one image (a decompression-bomb guard: a 900 KB PNG can hold 30000 x
+#: 30000 pixels, 2.7 GB decoded). Read when each file is opened, from the headers, before decoding. Set it
+#: in the main module before the loaders start (worker processes that spawn import their own); None: no limit.
+MAX_IMAGE_PIXELS: int | None = 178_956_970  # Pillow's: past 2 x PIL.Image.MAX_IMAGE_PIXELS it refuses too
+
+_PNG_SIG = b"\x89PNG\r\n\x1a\n"
+# JPEG start-of-frame markers (hold the size): C0-CF except DHT (C4), JPG (C8) and DAC (CC)
+_SOF = frozenset(range(0xC0, 0xD0)) - {0xC4, 0xC8, 0xCC}
+
+
+class ImageTooLargeError(ValueError):
+    """An image whose header announces more pixels than `MAX_IMAGE_PIXELS`: refused before decoding."""
+
+
+def _header_size(data: Any) -> tuple[int, int] | None:
+    """(width, height) from a PNG's IHDR or a JPEG's start-of-frame, without decoding; None if not found.
+
+    `data` is any bytes-like object (bytes, memoryview, numpy uint8 array)."""
+    n = len(data)
+    if n >= 24 and bytes(data[:8]) == _PNG_SIG:
+        return int.from_bytes(bytes(data[16:20]), "big"), int.from_bytes(bytes(data[20:24]), "big")
+    if n < 4 or bytes(data[:2]) != b"\xff\xd8":
+        return None
+    i = 2
+    while i + 9 <= n:
+        if data[i] != 0xFF:
+            return None
+        marker = int(data[i + 1])
+        if marker == 0xFF:  # fill byte
+            i += 1
+            continue
+        if marker in _SOF:
+            h = int.from_bytes(bytes(data[i + 5 : i + 7]), "big")
+            return int.from_bytes(bytes(data[i + 7 : i + 9]), "big"), h
+        if marker in (0x01, *range(0xD0, 0xD8)):  # markers without a length
+            i += 2
+            continue
+        if marker in (0xD9, 0xDA):  # end of image, start of scan: no frame header before
+            return None
+        i += 2 + int.from_bytes(bytes(data[i + 2 : i + 4]), "big")
+    return None
+
+
+def check_image_pixels(data: Any, name: str = "<bytes>") -> None:
+    """Raise `ImageTooLargeError` when the PNG or JPEG header in `data` announces over `MAX_IMAGE_PIXELS`."""
+    limit = MAX_IMAGE_PIXELS
+    size = _header_size(data) if limit is not None else None
+    if size is None or limit is None or size[0] * size[1] <= limit:
+        return
+    w, h = size
+    raise ImageTooLargeError(
+        f"image {name!r} ({len(data):,} bytes) is {w} x {h} = {w * h:,} pixels, more than lamina decodes "
+        f"({limit:,}: a decompression-bomb guard; decoded it would take {w * h * 3 / 1e9:.1f} GB).\n"
+        "help: if you trust the file, raise the limit before loading: "
+        f"lamina.vision.core.MAX_IMAGE_PIXELS = {w * h} (None: no limit); or shrink the file"
+    )
 
 
 def _from_pil(img: Any, mode: str) -> torch.Tensor:
@@ -93,10 +153,11 @@ def load_image(source: str | os.PathLike[str] | bytes | Any, mode: str = "RGB") 
 def _decode_bytes(data: bytes, mode: str, name: str) -> torch.Tensor:
     from torchvision.io import ImageReadMode, decode_image
 
+    check_image_pixels(data, name)  # from the header, before any decoder allocates the pixels
     # fast path: JPEG and 8-bit PNG through torchvision; anything unusual through Pillow
     # (PNG: 8-bit grey or RGB only; transparency and palettes go through Pillow, which composites on white)
     if data[:3] == b"\xff\xd8\xff" or (
-        data[:8] == b"\x89PNG\r\n\x1a\n" and data[24] == 8 and data[25] in (0, 2)
+        len(data) > 25 and data[:8] == _PNG_SIG and data[24] == 8 and data[25] in (0, 2)
     ):
         try:
             buf = torch.frombuffer(bytearray(data), dtype=torch.uint8)
@@ -114,6 +175,11 @@ def _decode_bytes(data: bytes, mode: str, name: str) -> torch.Tensor:
         with Image.open(io.BytesIO(data)) as img:
             img.load()
             return _from_pil(img, mode)
+    except Image.DecompressionBombError as e:  # other formats: Pillow's own guard
+        raise ImageTooLargeError(
+            f"image {name!r} ({len(data):,} bytes): {e}.\n"
+            "help: if you trust the file, raise Pillow's limit: PIL.Image.MAX_IMAGE_PIXELS = None"
+        ) from e
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as e:
         raise OSError(
             f"cannot decode image {name!r} ({len(data)} bytes): {e}.\n"

@@ -29,6 +29,7 @@ from lamina.core import (
     register_transform,
 )
 from lamina.data.blocks import TransformBlock
+from lamina.vision.core import check_image_pixels
 from lamina.vision.item_tfms import RandomResizedCrop, Resize, _as_size
 
 __all__ = [
@@ -73,6 +74,7 @@ class ReadBytes(Transform):
                 f"ReadBytes: {name!r} is not a JPEG file (it starts with {bytes(data[:8].tolist())!r}, "
                 f"expected {_SOI!r}).\n{_HELP_DEFAULT}, or convert the file to JPEG"
             )
+        check_image_pixels(data.numpy().data, name)  # the frame header, before the batch decoder sees it
         return data.as_subclass(TensorBytes)
 
     def to_config(self) -> dict[str, Any]:
