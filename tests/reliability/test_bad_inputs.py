@@ -3,6 +3,7 @@ a non-zero exit from the command line where the run cannot be right, and nothing
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any
 
@@ -238,3 +239,69 @@ def test_cli_refuses_a_single_class(tmp_path: Path, capsys: pytest.CaptureFixtur
     code, out, err = _cli(capsys, "train", str(root), "--workers", "0", "--out", str(tmp_path / "run"))
     assert code == 2 and "at least 2 classes" in err and "'cat'" in err and "help:" in err
     assert "epoch" not in out and not (tmp_path / "run" / "model.lamina").exists()
+
+
+# -- 7. predict on segmentation and multi-label models ------------------------------------------------------
+def _seg_data(root: Path, n: int = 8) -> tuple[Path, Path]:
+    rng = np.random.default_rng(0)
+    (root / "images").mkdir(parents=True)
+    (root / "masks").mkdir()
+    m = np.zeros((32, 32), np.uint8)
+    m[4:20, 4:20] = 1
+    for i in range(n):
+        Image.fromarray((rng.random((32, 32, 3)) * 60).astype(np.uint8)).save(root / "images" / f"im{i}.png")
+        Image.fromarray(m).save(root / "masks" / f"im{i}.png")
+    return root / "images", root / "masks"
+
+
+def test_predict_on_a_segmentation_model_writes_masks_and_class_areas(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from lamina.vision import SegmentationDataLoaders, unet_learner
+
+    images, masks = _seg_data(tmp_path / "data")
+    files = sorted(images.iterdir())
+    dls = SegmentationDataLoaders.from_label_func(
+        images, files, lambda f: masks / Path(f).name, codes=["background", "square"], bs=4, num_workers=0
+    )
+    learn = unet_learner(dls, "test_resnet", pretrained=False)
+    learn.export(tmp_path / "seg.lamina")
+    monkeypatch.chdir(tmp_path)
+    code, stdout, err = _cli(capsys, "predict", "seg.lamina", str(files[1]))  # text; masks/ by default
+    assert code == 0, err
+    assert (
+        "im1_mask.png" in stdout and "background" in stdout and (tmp_path / "masks" / "im1_mask.png").exists()
+    )
+    out = tmp_path / "pred"
+    code, stdout, err = _cli(capsys, "predict", "seg.lamina", str(files[0]), "--json", "--out", str(out))
+    assert code == 0, err
+    (r,) = json.loads(stdout)
+    mask = np.asarray(Image.open(r["mask"]))
+    assert Path(r["mask"]).parent == out and mask.shape == (32, 32) and set(np.unique(mask)) <= {0, 1}
+    assert set(r["class_areas"]) == {"background", "square"}
+    assert abs(sum(r["class_areas"].values()) - 1) < 1e-4
+    assert abs(r["class_areas"]["square"] - float((mask == 1).mean())) < 1e-4
+
+
+def test_predict_json_on_a_multilabel_model_gives_every_label(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from lamina.vision import ImageDataLoaders, vision_learner
+
+    root = _folder(tmp_path / "pets", n=4)
+    files = sorted(str(p.relative_to(root)) for p in root.rglob("*.png"))
+    tags = ["a b" if "cat" in f else "c" for f in files]
+    df = pd.DataFrame({"fname": files, "tags": tags})
+    dls = ImageDataLoaders.from_df(
+        df, path=root, fn_col="fname", label_col="tags", label_delim=" ", bs=4, num_workers=0
+    )
+    learn = vision_learner(dls, "test_resnet", pretrained=False)
+    learn.export(tmp_path / "multi.lamina")
+    code, stdout, err = _cli(
+        capsys, "predict", str(tmp_path / "multi.lamina"), str(root / files[0]), "--json"
+    )
+    assert code == 0, err
+    (r,) = json.loads(stdout)
+    assert set(r["probabilities"]) == {"a", "b", "c"}
+    assert all(0 <= p <= 1 for p in r["probabilities"].values())
+    assert r["label"] == [k for k, p in r["probabilities"].items() if p > 0.5]
