@@ -305,3 +305,6 @@ def test_predict_json_on_a_multilabel_model_gives_every_label(
     assert set(r["probabilities"]) == {"a", "b", "c"}
     assert all(0 <= p <= 1 for p in r["probabilities"].values())
     assert r["label"] == [k for k, p in r["probabilities"].items() if p > 0.5]
+    (tmp_path / "bad.png").write_bytes(b"not an image")  # an item error: one paragraph, exit 2
+    code, stdout, err = _cli(capsys, "predict", str(tmp_path / "multi.lamina"), str(tmp_path / "bad.png"))
+    assert code == 2 and "bad.png" in err and "help:" in err and "Traceback" not in err
