@@ -131,7 +131,7 @@ def read_header(weights: bytes, where: str, help_: str) -> dict[str, TensorSpec]
     for name, entry in header.items():
         if name == "__metadata__":
             continue
-        ok = isinstance(entry, dict) and entry.get("dtype") in _DTYPES
+        ok = isinstance(entry, dict) and isinstance(entry.get("dtype"), str) and entry["dtype"] in _DTYPES
         shape = entry.get("shape") if ok else None
         offsets = entry.get("data_offsets") if ok else None
         ok = ok and isinstance(shape, list) and all(isinstance(s, int) and s >= 0 for s in shape)

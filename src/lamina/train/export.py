@@ -314,17 +314,24 @@ def read_export(path: str | Path) -> tuple[dict[str, Any], bytes]:
                         f"stored as they are. Refused.\nhelp: {_NOT_OURS}"
                     )
             if z.getinfo("learner.json").file_size > _MAX_JSON:
-                raise ExportError(f"{where}: learner.json is larger than {_MAX_JSON} bytes; refused")
+                raise ExportError(
+                    f"{where}: learner.json is larger than {_MAX_JSON} bytes; refused.\nhelp: {_NOT_OURS}"
+                )
             raw = z.read("learner.json")
             weights = z.read("weights.safetensors")
     except (zipfile.BadZipFile, OSError, RuntimeError, NotImplementedError) as e:
         raise ExportError(f"{where} is a damaged zip file: {e}\nhelp: {_NOT_OURS}") from e
     recipe = loads_bounded(raw, f"{where}: learner.json", _NOT_OURS)
     if not isinstance(recipe, dict) or recipe.get("format") != FORMAT:
-        raise ExportError(f"{where} is not a lamina learner export (its format field is not {FORMAT!r})")
+        raise ExportError(
+            f"{where} is not a lamina learner export (its format field is not {FORMAT!r}).\n"
+            "help: pass a file written by learn.export(...)"
+        )
     version = recipe.get("format_version")
     if not isinstance(version, int) or isinstance(version, bool) or version < 1:
-        raise ExportError(f"{where} has an invalid format_version {version!r}; expected an integer >= 1")
+        raise ExportError(
+            f"{where} has an invalid format_version {version!r}; expected an integer >= 1.\nhelp: {_NOT_OURS}"
+        )
     if version > FORMAT_VERSION:
         raise ExportError(
             f"{where} uses export format v{version}, newer than this lamina ({__version__}) reads "
@@ -369,7 +376,9 @@ def _tfm_class(entry: Any, where: str) -> tuple[type, dict[str, Any]]:
         or len(entry["name"]) > MAX_NAME_LEN
         or not isinstance(entry.get("config"), dict)
     ):
-        raise ExportError(f"load_learner: malformed transform entry in {where}: {entry!r}")
+        raise ExportError(
+            f"load_learner: malformed transform entry in {where}: {str(entry)[:300]}\nhelp: {_NOT_OURS}"
+        )
     try:
         return lookup_transform(entry["name"]), entry["config"]
     except KeyError as e:
@@ -385,19 +394,25 @@ def _build_tfm(cls: type, config: dict[str, Any], where: str) -> Transform:
             f"load_learner: {where}: cannot rebuild {cls.__name__} from {config!r}: {e}\nhelp: {_NOT_OURS}"
         ) from e
     if not isinstance(t, Transform):
-        raise ExportError(f"load_learner: {where}: {cls.__name__} did not build a Transform")
+        raise ExportError(
+            f"load_learner: {where}: {cls.__name__} did not build a Transform.\nhelp: {_NOT_OURS}"
+        )
     return t
 
 
 def _as_list(x: Any, where: str) -> list[Any]:
     if not isinstance(x, list):
-        raise ExportError(f"load_learner: {where} should be a list, got {type(x).__name__}")
+        raise ExportError(
+            f"load_learner: {where} should be a list, got {type(x).__name__}.\nhelp: {_NOT_OURS}"
+        )
     return x
 
 
 def _as_dict(x: Any, where: str) -> dict[str, Any]:
     if not isinstance(x, dict):
-        raise ExportError(f"load_learner: {where} should be a JSON object, got {type(x).__name__}")
+        raise ExportError(
+            f"load_learner: {where} should be a JSON object, got {type(x).__name__}.\nhelp: {_NOT_OURS}"
+        )
     return x
 
 
@@ -431,15 +446,19 @@ def load_learner(path: str | Path, cpu: bool = True) -> Learner:
     except KeyError as e:
         raise ExportError(f"{where} is missing the field {e}.\nhelp: {_NOT_OURS}") from None
     if not isinstance(n_inp, int) or not 1 <= n_inp <= max(1, len(pipeline_specs)):
-        raise ExportError(f"{where}: n_inp={n_inp!r} does not fit {len(pipeline_specs)} pipelines")
+        raise ExportError(
+            f"{where}: n_inp={n_inp!r} does not fit {len(pipeline_specs)} pipelines.\nhelp: {_NOT_OURS}"
+        )
     if not all(isinstance(n, str) and len(n) <= MAX_NAME_LEN for n in (model_name, loss_name)):
         raise ExportError(
-            f"{where}: the model and loss names must be strings of at most {MAX_NAME_LEN} chars"
+            f"{where}: the model and loss names must be strings of at most {MAX_NAME_LEN} chars.\n"
+            f"help: {_NOT_OURS}"
         )
     types = _resolve_types(types_entry, where)
-    if types is not None and len(types[0]) != len(pipeline_specs):
+    if types is not None and not len(types[0]) == len(types[1]) == len(pipeline_specs):
         raise ExportError(
-            f"{where}: data.types names {len(types[0])} elements for {len(pipeline_specs)} pipelines"
+            f"{where}: data.types names {len(types[0])} elements for {len(pipeline_specs)} pipelines.\n"
+            f"help: {_NOT_OURS}"
         )
     try:
         model_factory = lookup_model(model_name)
@@ -541,7 +560,9 @@ def _build_model(
             f"{where}: cannot rebuild model {name!r} from {str(kwargs)[:300]}: {e}\nhelp: {_NOT_OURS}"
         ) from e
     if not isinstance(model, torch.nn.Module):
-        raise ExportError(f"{where}: the factory {name!r} did not return a torch.nn.Module")
+        raise ExportError(
+            f"{where}: the factory {name!r} did not return a torch.nn.Module.\nhelp: {_NOT_OURS}"
+        )
     _check_state(_specs(model.state_dict()), header, where)
     return model
 
