@@ -89,10 +89,10 @@ class Meter(TorchDispatchMode):
         )
         if not meta:
             for a in (*args, *kwargs.values()):
-                if isinstance(a, (list, tuple)) and a and all(type(i) is int for i in a):
-                    if math.prod(max(i, 0) for i in a) * 4 > self.limit:
-                        self.refused.append(f"{func} {list(a)[:6]}")
-                        raise MemoryError(f"test meter: {func} asked for {list(a)[:6]}")
+                sizes = isinstance(a, (list, tuple)) and a and all(type(i) is int for i in a)
+                if sizes and math.prod(max(i, 0) for i in a) * 4 > self.limit:
+                    self.refused.append(f"{func} {list(a)[:6]}")
+                    raise MemoryError(f"test meter: {func} asked for {list(a)[:6]}")
         ptrs = {t.untyped_storage().data_ptr() for t in flat if isinstance(t, torch.Tensor) and not t.is_meta}
         out = func(*args, **kwargs)
         for t in tree_flatten(out)[0]:

@@ -10,6 +10,7 @@ on fixed inputs). Only regenerate it when the format version changes, as a new f
 from __future__ import annotations
 
 import json
+import math
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -40,6 +41,8 @@ class ToFloatTensor(Transform):
 
     def __init__(self, scale: float = 1.0) -> None:
         super().__init__()
+        if not isinstance(scale, (int, float)) or isinstance(scale, bool) or not math.isfinite(scale):
+            raise ValueError(f"ToFloatTensor: scale must be a finite number, got {scale!r}")
         self.scale = scale
 
     def encodes(self, o: list) -> torch.Tensor:  # type: ignore[type-arg]
