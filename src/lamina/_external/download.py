@@ -127,10 +127,12 @@ def _stream(
     digest = hashlib.sha256()
     got = 0
     show = progress and sys.stdout is not None and sys.stdout.isatty()
+    # read1: whatever has arrived (up to 1 MiB), so a slow server still moves the bar and the .part file
+    read = getattr(response, "read1", response.read)
     with _progress_bar(Path(urllib.parse.urlsplit(url).path).name, total, show) as advance:
         while True:
             try:
-                chunk = response.read(min(_CHUNK, limit + 1 - got))
+                chunk = read(min(_CHUNK, limit + 1 - got))
             except (OSError, HTTPException) as e:
                 raise DownloadError(
                     f"download of {url} broke off after {_fmt_bytes(got)}"
