@@ -381,8 +381,17 @@ def cmd_show_batch(args: argparse.Namespace) -> int:
 
 
 def cmd_datasets(args: argparse.Namespace) -> int:
-    from lamina.data.external import DATASETS
+    # lamina._external, not lamina.data.external: the latter's package imports torch (2.5 s) for nothing here
+    from lamina._external.registry import DATASETS, get_dataset
 
+    if args.action == "get":
+        if not args.name:
+            raise ValueError("datasets get: expected a dataset name.\nhelp: `lamina datasets` lists them")
+        from lamina._external.untar import untar_data
+
+        get_dataset(args.name)  # an unknown name fails here, with close matches, before any network
+        print(untar_data(args.name))
+        return 0
     for name, info in DATASETS.items():
         size = f"{info.size_bytes / 2**20:.0f} MiB" if info.size_bytes else "?"
         print(f"{name:<16} {size:>9}  {info.description}")
@@ -437,7 +446,9 @@ def build_parser() -> argparse.ArgumentParser:
     sb.add_argument("--max-n", type=int, default=9)
     sb.set_defaults(func=cmd_show_batch)
 
-    d = sub.add_parser("datasets", help="list the public datasets lamina can download")
+    d = sub.add_parser("datasets", help="list the datasets lamina can download; get NAME fetches one")
+    d.add_argument("action", nargs="?", choices=["get"], help="get: download, extract, print the path")
+    d.add_argument("name", nargs="?", help="a dataset name from the list")
     d.set_defaults(func=cmd_datasets)
     for sp in {id(v): v for v in sub.choices.values()}.values():
         sp.add_argument("--debug", action="store_true", help="show the traceback of an error")

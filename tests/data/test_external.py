@@ -10,6 +10,7 @@ import hashlib
 import io
 import os
 import re
+import subprocess
 import sys
 import tarfile
 import threading
@@ -523,3 +524,35 @@ def test_extract_sniffs_format_and_rejects_non_archives(tmp_path: Path) -> None:
     page.write_text("<html>Access denied</html>")
     with pytest.raises(ValueError, match="neither a tar nor a zip"):
         extract_archive(page, tmp_path / "e")
+
+
+# ---------------------------------------------------------------------------------------------- cli
+
+
+def _cli(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    code = (
+        "import sys; from lamina.cli import main; r = main(sys.argv[1:]); "
+        "print('torch' in sys.modules); sys.exit(r)"
+    )
+    return subprocess.run(
+        [sys.executable, "-c", code, *args], capture_output=True, text=True, timeout=120, env=env
+    )
+
+
+def test_cli_datasets_lists_without_importing_torch() -> None:
+    r = _cli("datasets", env=dict(os.environ))
+    assert r.returncode == 0, r.stderr
+    lines = r.stdout.splitlines()
+    assert lines[-1] == "False"  # torch was never imported
+    assert any(line.startswith("imagenette_160") for line in lines)
+
+
+def test_cli_datasets_get_downloads_and_prints_the_path(server: LoopbackServer, home: Path) -> None:
+    _serve_registry_entry(server, "adult")
+    env = {**os.environ, "LAMINA_HOME": str(home), "LAMINA_DATA_MIRROR": server.base}
+    r = _cli("datasets", "get", "adult", env=env)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.splitlines() == [str(home / "data" / "adult" / "adult_sample"), "False"]
+    assert "TrustOnFirstUseWarning" in r.stderr  # the first download of an unpinned archive is flagged
+    bad = _cli("datasets", "get", "adlt", env=env)
+    assert bad.returncode != 0 and "'adult'" in bad.stderr and "help:" in bad.stderr
