@@ -355,9 +355,9 @@ def cmd_lr_find(args: argparse.Namespace) -> int:
     import matplotlib
 
     matplotlib.use("Agg")
-    from lamina.train.callbacks.lr_find import plot_lr_find
-
     import torch
+
+    from lamina.train.callbacks.lr_find import plot_lr_find
 
     torch.manual_seed(args.seed)  # the same model, batches and suggestion on every run
     dls = _dataloaders(args)
