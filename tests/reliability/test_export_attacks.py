@@ -183,11 +183,3 @@ def test_non_finite_weights_are_not_exported(vision_learn: Learner, tmp_path: Pa
         with torch.no_grad():
             w.copy_(saved)
     assert not (tmp_path / "x.lamina").exists()
-
-
-def test_the_untouched_export_still_loads_and_predicts(vision_file: Path, mnist_small: Path) -> None:
-    with watched() as meter:
-        learn = load_learner(vision_file)
-        label, _, probs = learn.predict(sorted(mnist_small.rglob("*.png"))[0])
-    meter.check()
-    assert str(label) in [str(v) for v in learn.dls.vocab or []] and probs.shape == (10,)

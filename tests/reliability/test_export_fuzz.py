@@ -20,7 +20,7 @@ from lamina.train import ExportError, load_learner
 from lamina.vision import ImageDataLoaders, Resize, vision_learner
 
 FUZZ = settings(
-    max_examples=40,
+    max_examples=80,
     deadline=None,
     database=None,
     derandomize=True,
@@ -91,6 +91,7 @@ def _check(path: Path, item: Any, name: str) -> None:
             assert "help:" in str(e), str(e)[:300]
             learn = None
         if learn is not None:
+            RAN[f"{name}-loaded"] = RAN.get(f"{name}-loaded", 0) + 1
             try:
                 learn.predict(item)
             except (IndexError, KeyError, MemoryError):
@@ -100,85 +101,87 @@ def _check(path: Path, item: Any, name: str) -> None:
     meter.check()
 
 
-@pytest.mark.parametrize("which", ["mlp", "vision"])
-def test_fuzz_one_json_value(which: str, files: dict[str, tuple[Path, Any]], tmp_path: Path) -> None:
-    src, item = files[which]
-    m = members(src)
-    recipe = json.loads(m["learner.json"])
-    paths = _paths(recipe)
-
-    @FUZZ
-    @given(path=st.sampled_from(paths), value=_VALUE, digits=st.sampled_from([0, 0, 0, 5000]))
-    def run(path: tuple[Any, ...], value: Any, digits: int) -> None:
-        doc = json.loads(m["learner.json"])
-        _set(doc, path, "BIGINT" if digits else value)
-        text = json.dumps(doc).replace('"BIGINT"', "7" * digits)
-        _check(write(tmp_path / "f.lamina", {**m, "learner.json": text.encode()}), item, f"json-{which}")
-
-    run()
-    print(f"fuzzed JSON values of the {which} export: {RAN.get(f'json-{which}', 0)} cases; ", end="")
-    print(f"loaded but failed to predict so far: {len(PREDICT_FAILED)} {sorted(set(PREDICT_FAILED))[:5]}")
+def _json_case(m: dict[str, bytes], path: tuple[Any, ...], value: Any, digits: int) -> dict[str, bytes]:
+    """One value of learner.json replaced (or by an integer of `digits` digits)."""
+    doc = json.loads(m["learner.json"])
+    _set(doc, path, "BIGINT" if digits else value)
+    return {**m, "learner.json": json.dumps(doc).replace('"BIGINT"', "7" * digits).encode()}
 
 
-def test_fuzz_zip_bytes(files: dict[str, tuple[Path, Any]], tmp_path: Path) -> None:
-    src, item = files["mlp"]
-    raw = src.read_bytes()
-
-    @FUZZ
-    @given(
-        edits=st.lists(st.tuples(st.integers(0, len(raw) - 1), st.integers(0, 255)), min_size=1, max_size=4),
-        cut=st.integers(0, len(raw)) | st.just(len(raw)),
-    )
-    def run(edits: list[tuple[int, int]], cut: int) -> None:
-        b = bytearray(raw[:cut])
-        for at, byte in edits:
-            if at < len(b):
-                b[at] = byte
-        (tmp_path / "f.lamina").write_bytes(bytes(b))
-        _check(tmp_path / "f.lamina", item, "zip-bytes")
-
-    run()
-    print(f"fuzzed zip bytes: {RAN.get('zip-bytes', 0)} cases")
-
-
-def test_fuzz_safetensors_header(files: dict[str, tuple[Path, Any]], tmp_path: Path) -> None:
-    src, item = files["mlp"]
-    m = members(src)
+def _header_case(
+    m: dict[str, bytes], name: str, field: str, value: Any, length: int | None
+) -> dict[str, bytes]:
+    """One entry (or field) of the safetensors header replaced, the checksum made right again."""
     w = m["weights.safetensors"]
     n = int.from_bytes(w[:8], "little")
-    header, data = json.loads(w[8 : 8 + n]), w[8 + n :]
-    names = sorted(k for k in header if k != "__metadata__")
+    h = json.loads(w[8 : 8 + n])
+    if field == "entry":
+        h[name] = value
+    else:
+        h[name][field] = value
+    hb = json.dumps(h).encode()
+    weights = (len(hb) if length is None else length).to_bytes(8, "little") + hb + w[8 + n :]
+    recipe = json.loads(m["learner.json"])
+    recipe["weights_sha256"] = hashlib.sha256(weights).hexdigest()
+    return {"learner.json": json.dumps(recipe).encode(), "weights.safetensors": weights}
 
-    @FUZZ
-    @given(
-        name=st.sampled_from(names),
-        field=st.sampled_from(["shape", "dtype", "data_offsets", "entry"]),
-        value=st.one_of(
+
+def _bytes_case(raw: bytes, edits: list[tuple[int, int]], cut: int) -> bytes:
+    b = bytearray(raw[:cut])
+    for at, byte in edits:
+        if at < len(b):
+            b[at] = byte
+    return bytes(b)
+
+
+@pytest.mark.parametrize("which", ["mlp", "vision"])
+def test_fuzz_load_learner(which: str, files: dict[str, tuple[Path, Any]], tmp_path: Path) -> None:
+    """One mutation of a real export: a JSON value, the safetensors header, or the zip's bytes."""
+    src, item = files[which]
+    m, raw = members(src), src.read_bytes()
+    w = m["weights.safetensors"]
+    tensors = sorted(k for k in json.loads(w[8 : 8 + int.from_bytes(w[:8], "little")]) if k != "__metadata__")
+    json_case = st.builds(
+        _json_case,
+        st.just(m),
+        st.sampled_from(_paths(json.loads(m["learner.json"]))),
+        _VALUE,
+        st.sampled_from([0, 0, 0, 5000]),
+    )
+    header_case = st.builds(
+        _header_case,
+        st.just(m),
+        st.sampled_from(tensors),
+        st.sampled_from(["shape", "dtype", "data_offsets", "entry"]),
+        st.one_of(
             _VALUE,
             st.lists(_HUGE | st.integers(0, 16), max_size=4),
             st.sampled_from(["F32", "F16", "I64", "U8", "F8_E4M3", "BOOL"]),
         ),
-        length=st.sampled_from([None, 0, 2**63, 2**40]),
+        st.sampled_from([None, None, 0, 2**63, 2**40]),
     )
-    def run(name: str, field: str, value: Any, length: int | None) -> None:
-        h = json.loads(json.dumps(header))
-        if field == "entry":
-            h[name] = value
+    bytes_case = st.builds(
+        _bytes_case,
+        st.just(raw),
+        st.lists(st.tuples(st.integers(0, len(raw) - 1), st.integers(0, 255)), min_size=1, max_size=4),
+        st.integers(0, len(raw)) | st.just(len(raw)),
+    )
+
+    @FUZZ
+    @given(case=st.one_of(json_case, json_case, header_case, bytes_case))
+    def run(case: dict[str, bytes] | bytes) -> None:
+        f = tmp_path / "f.lamina"
+        if isinstance(case, bytes):
+            f.write_bytes(case)
         else:
-            h[name][field] = value
-        hb = json.dumps(h).encode()
-        weights = (len(hb) if length is None else length).to_bytes(8, "little") + hb + data
-        recipe = json.loads(m["learner.json"])
-        recipe["weights_sha256"] = hashlib.sha256(weights).hexdigest()
-        doc = json.dumps(recipe).encode()
-        _check(
-            write(tmp_path / "f.lamina", {"learner.json": doc, "weights.safetensors": weights}),
-            item,
-            "header",
-        )
+            write(f, case)
+        _check(f, item, which)
 
     run()
-    print(f"fuzzed safetensors headers: {RAN.get('header', 0)} cases")
+    print(
+        f"fuzzed {which} export: {RAN.get(which, 0)} cases, {RAN.get(f'{which}-loaded', 0)} loaded; ", end=""
+    )
+    print(f"loaded but failed to predict so far: {len(PREDICT_FAILED)} {sorted(set(PREDICT_FAILED))[:5]}")
 
 
 _PEAK = """
