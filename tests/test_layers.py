@@ -1,4 +1,8 @@
-"""The layering rule of DESIGN.md: imports only go down (core <- data <- train <- applications <- cli)."""
+"""The layering rule of DESIGN.md: imports only go down (core <- data <- train <- applications <- cli).
+
+`_external` (downloads and archives, used by `lamina datasets` without torch) sits below core: it imports
+nothing else of lamina.
+"""
 
 from __future__ import annotations
 
@@ -6,7 +10,17 @@ import ast
 from pathlib import Path
 
 SRC = Path(__file__).resolve().parents[1] / "src" / "lamina"
-RANK = {"core": 0, "data": 1, "train": 2, "vision": 3, "tabular": 3, "collab": 3, "text": 3, "cli": 4}
+RANK = {
+    "_external": -1,
+    "core": 0,
+    "data": 1,
+    "train": 2,
+    "vision": 3,
+    "tabular": 3,
+    "collab": 3,
+    "text": 3,
+    "cli": 4,
+}
 APPS = {"vision", "tabular", "collab", "text"}
 
 
