@@ -481,3 +481,20 @@ def test_no_batch_outlives_the_loop() -> None:
         gc.collect()
         assert learn.xb == () and learn.yb == () and learn.pred is None and learn.loss.numel() == 1
         assert seen and all(r() is None for r in seen[-1:]), "the last prediction is still referenced"
+
+
+def test_a_non_finite_loss_ends_the_fit_with_an_error_that_names_the_batch() -> None:
+    """Without any extra callback, a NaN loss stops the fit at the end of its epoch (no silent success)."""
+    from lamina.train.callbacks.tracker import NonFiniteLossError
+
+    class PoisonAt(Callback):
+        def after_loss(self) -> None:
+            if self.learn.training and self.learn.epoch == 1 and self.learn.iter == 1:
+                self.learn.loss = self.learn.loss * float("nan")
+
+    learn = make_learner(cbs=PoisonAt())
+    with pytest.raises(NonFiniteLossError, match=r"(?s)became nan at epoch 1, batch 1.*help: lower"):
+        learn.fit(3)
+    assert len(learn.recorder.values) == 1  # the first epoch was logged, nothing after the bad one
+    learn.remove_cb(PoisonAt)
+    assert learn.lr_find(num_it=20).valley > 0  # lr_find diverges on purpose and still suggests

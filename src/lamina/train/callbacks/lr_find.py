@@ -211,10 +211,15 @@ def lr_find(
     opt_state = _clone_to_cpu(learn._opt.state_dict()) if had_opt else None
     progress = [cb for cb in learn.cbs if isinstance(cb, ProgressCallback)]
     learn.remove_cbs(progress)
+    checked = rec is not None and rec.check_finite
+    if rec is not None:
+        rec.check_finite = False  # the run diverges on purpose at its end
     try:
         learn.fit(math.ceil(num_it / n_batches), cbs=[finder])
     finally:
         learn.add_cbs(progress)
+        if rec is not None:
+            rec.check_finite = checked
         learn.model.load_state_dict(model_state)
         if opt_state is not None:
             learn._opt.load_state_dict(opt_state)

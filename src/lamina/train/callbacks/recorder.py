@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import time
 from typing import TYPE_CHECKING, Any
 
@@ -28,8 +29,11 @@ class Recorder(Callback):
 
     order = 50
 
-    def __init__(self, smooth_beta: float = 0.98) -> None:
+    def __init__(self, smooth_beta: float = 0.98, check_finite: bool = True) -> None:
         self.smooth_beta = smooth_beta
+        # a NaN/inf training loss ends the fit with NonFiniteLossError at the end of its epoch, when the
+        # batch losses reach the host anyway (no extra sync); lr_find turns it off, it diverges on purpose
+        self.check_finite = check_finite
         self.losses: list[float] = []
         self.lrs: list[float] = []
         self.moms: list[float] = []
@@ -98,11 +102,31 @@ class Recorder(Callback):
             self._batch_bs = []
             if dist is not None and dist.world > 1:  # every process makes the same number of steps
                 batch_losses = dist.all_reduce_sum(batch_losses) / dist.world
-            self.losses += batch_losses.cpu().tolist()
+            host = batch_losses.cpu().tolist()
+            self.losses += host
             self._batch_losses = []
+            if self.check_finite:
+                self._refuse_non_finite(host)
         if dist is not None and dist.world > 1:
             self._tr_sum = dist.all_reduce_sum(self._tr_sum)
             self._tr_n = int(dist.all_reduce_sum(self._tr_n).item())
+
+    def _refuse_non_finite(self, losses: list[float]) -> None:
+        bad = next((i for i, v in enumerate(losses) if not math.isfinite(v)), None)
+        if bad is None:
+            return
+        from lamina.train.callbacks.tracker import NonFiniteLossError
+
+        learn = self.learn
+        k = len(self.lrs) - len(losses) + bad  # this epoch's batches are the last len(losses) recorded
+        lr = self.lrs[k] if 0 <= k < len(self.lrs) else None
+        at_lr = f" (learning rate {lr:.2g})" if lr is not None else ""
+        raise NonFiniteLossError(
+            f"Recorder: the training loss became {losses[bad]} at epoch {learn.epoch}, batch {bad}{at_lr}; "
+            "the model's weights are no longer usable, so training stopped.\n"
+            "help: lower the learning rate (10x or more; learn.lr_find() suggests one), clip gradients "
+            "(GradientClip), or add TerminateOnNaN() to stop sooner and keep the last good weights"
+        )
 
     def after_validate(self) -> None:
         learn = self.learn
