@@ -6,7 +6,7 @@ the training step runs on plain `torch.Tensor`s.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any, ClassVar, TypeVar
 
 import torch
 
@@ -181,11 +181,17 @@ class Category(str):
 
 
 class MultiCategory(list[str]):
-    """Decoded labels of a multi-label target; shows itself as a title of the labels joined by ';'."""
+    """Decoded labels of a multi-label target, written `odd;prime` (joined by `sep`) wherever lamina shows
+    them: `str()`, plot titles, top losses, `lamina predict`. `repr()` stays the list's."""
+
+    sep: ClassVar[str] = ";"
+
+    def __str__(self) -> str:
+        return self.sep.join(self)
 
     def show(self, ctx: Axes | None = None, title: str | None = None) -> Axes:
         ax = new_axes(ctx)
-        text = ";".join(self)
+        text = str(self)
         _add_title(ax, text if title is None else f"{text} {title}")
         return ax
 

@@ -16,6 +16,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from lamina.core import MultiCategory
 from lamina.data import DataLoader
 
 if TYPE_CHECKING:
@@ -27,7 +28,10 @@ __all__ = ["ClassificationInterpretation", "Interpretation"]
 
 
 def _fmt(v: Any, max_values: int = 4) -> str:
-    """A short title for a value: numbers to 3 significant digits, long vectors cut with an ellipsis."""
+    """A short title for a value: numbers to 3 significant digits, long vectors cut with an ellipsis;
+    multi-label sets as `MultiCategory` writes them (`odd;prime`)."""
+    if isinstance(v, MultiCategory):
+        return str(v)
     if isinstance(v, Tensor):
         v = v.item() if v.numel() == 1 else v.flatten().tolist()
     if isinstance(v, float):
@@ -104,7 +108,8 @@ class Interpretation:
         ncols: int | None = None,
         figsize: tuple[float, float] | None = None,
     ) -> Figure:
-        """The `k` items with the largest losses, each titled `prediction / actual / loss / probability`.
+        """The `k` items with the largest losses, each titled `prediction / actual / loss / probability`
+        (the probability the model gave its prediction: single-label classification only).
 
         Inputs that can show themselves (images, ...) are drawn; others are written in the title.
         """
@@ -120,13 +125,15 @@ class Interpretation:
         n_inp = self.learn.dls.n_inp
         predicted = self._decoded_items(idxs, self.decoded)
         actual = self._decoded_items(idxs, targs)
+        probs = [self._probability(i) for i in idxs.tolist()]
+        fields = ["prediction", "actual", "loss"] + (["probability"] if None not in probs else [])
         ncols = ncols or min(len(idxs), math.ceil(math.sqrt(len(idxs))))
         nrows = nrows or math.ceil(len(idxs) / ncols)
         fig, axs = plt.subplots(nrows, ncols, figsize=figsize or (3.0 * ncols, 3.2 * nrows), squeeze=False)
         for ax in axs.flat:
             ax.set_axis_off()
-        for ax, i, loss, pred_item, act_item in zip(
-            axs.flat, idxs.tolist(), losses, predicted, actual, strict=False
+        for ax, prob, loss, pred_item, act_item in zip(
+            axs.flat, probs, losses, predicted, actual, strict=False
         ):
             text = []
             for e in act_item[:n_inp]:
@@ -138,12 +145,12 @@ class Interpretation:
             shown = ax.get_title()
             pred = pred_item[n_inp] if len(pred_item) > n_inp else pred_item[-1]
             act = act_item[n_inp] if len(act_item) > n_inp else act_item[-1]
-            line = f"{_fmt(pred)} / {_fmt(act)} / {float(loss):.2f}"
-            prob = self._probability(i)
-            if prob is not None:
-                line += f" / {prob:.2f}"
+            cells = [_fmt(pred), _fmt(act), f"{float(loss):.2f}"]
+            if "probability" in fields:
+                cells.append(f"{prob:.2f}")
+            line = " / ".join(cells)
             ax.set_title("\n".join(t for t in (shown, *text, line) if t), fontsize=9)
-        fig.suptitle("prediction / actual / loss / probability", fontsize=10)
+        fig.suptitle(" / ".join(fields), fontsize=10)  # names exactly the fields each title shows
         fig.tight_layout()
         return fig
 

@@ -79,6 +79,23 @@ def _as_list(x: Any) -> list[Any]:
     return [x]
 
 
+class _Picked(Sequence[Any]):
+    """Some items of a dataset, by position (the items `show_results` draws)."""
+
+    def __init__(self, dataset: Sequence[Any], idxs: Sequence[int]) -> None:
+        self.dataset, self.idxs = dataset, list(idxs)
+
+    def __len__(self) -> int:
+        return len(self.idxs)
+
+    def __getitem__(self, i: Any) -> Any:
+        return self.dataset[self.idxs[i]]
+
+    def describe(self, i: int) -> str:
+        describe = getattr(self.dataset, "describe", None)
+        return describe(self.idxs[i]) if callable(describe) else f"item {self.idxs[i]}"
+
+
 class Learner:
     """Trains `model` on `dls`; every extension of the loop is a callback.
 
@@ -593,13 +610,28 @@ class Learner:
         return target, dec[0], preds[0]
 
     def show_results(
-        self, max_n: int = 9, dl: DataLoader | None = None, figsize: tuple[float, float] | None = None
+        self,
+        max_n: int = 9,
+        dl: DataLoader | None = None,
+        figsize: tuple[float, float] | None = None,
+        seed: int | None = 0,
     ) -> Figure:
-        """A grid of validation items: each input with its target and (below) the prediction."""
+        """A grid of `max_n` validation items drawn at random (the same for the same `seed`; None: the
+        first items), each input with its target and (below) the prediction."""
         from lamina.data.loader import show_items
 
         dl = dl if dl is not None else self.dls.valid
-        b = tuple(e[:max_n] for e in dl.one_batch())
+        k = min(max_n, len(dl.dataset))
+        if seed is None:
+            idxs = list(range(k))
+        else:  # a validation set is often sorted by class: the first batch would show one class
+            idxs = sorted(
+                torch.randperm(len(dl.dataset), generator=torch.Generator().manual_seed(seed))[:k].tolist()
+            )
+        dl = dl.new(
+            dataset=_Picked(dl.dataset, idxs), bs=max(1, k), shuffle=False, drop_last=False, num_workers=0
+        )
+        b = dl.one_batch()
         n = self.dls.n_inp
         inp, _, targs, dec = self.get_preds(dl=[b], with_input=True, with_decoded=True)
         actual = dl.decode_batch((*inp[:n], targs), max_n=max_n)
