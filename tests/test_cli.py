@@ -162,6 +162,20 @@ def test_train_multilabel_from_csv(tmp_path: Path) -> None:
     )
     assert r.returncode == 0, r.stderr
     assert "accuracy_multi" in r.stdout and (run / "model.lamina").exists()
+    import csv
+
+    header, *rows = list(csv.reader((run / "metrics.csv").open()))
+    assert header[-1] == "time" and len(rows) == 1
+    assert len(rows[0]) == len(header) and float(rows[0][-1]) > 0  # every column filled: seconds last
+
+
+def test_version(capsys: pytest.CaptureFixture[str]) -> None:
+    import lamina
+    from lamina.cli import main
+
+    with pytest.raises(SystemExit) as e:
+        main(["--version"])
+    assert e.value.code == 0 and capsys.readouterr().out.strip() == f"lamina {lamina.__version__}"
 
 
 def test_masks_that_do_not_match_the_images_are_named(tmp_path: Path) -> None:

@@ -245,8 +245,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     with open(run / "metrics.csv", "w", newline="") as f:
         w = csv.writer(f)
         w.writerow(rec.metric_names)
-        for i, row in enumerate(rec.values):
-            w.writerow([i, *row])
+        w.writerows(rec.history())  # epoch, losses, metrics, seconds
     import matplotlib
 
     matplotlib.use("Agg")
@@ -402,6 +401,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="lamina", description="Train and use image models in a few commands."
     )
+    from lamina import __version__
+
+    parser.add_argument("--version", action="version", version=f"lamina {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
 
     t = sub.add_parser("train", help="train a classifier and write a run folder")

@@ -111,3 +111,19 @@ def test_tensorboard_scalars_per_batch_and_per_epoch(monkeypatch: pytest.MonkeyP
     assert [s for t, _, s in writer.scalars if t == "valid_loss"] == [0, 1]
     assert [v for t, v, _ in writer.scalars if t == "accuracy"] == [row[2] for row in learn.recorder.values]
     assert writer.closed and tb.writer is None
+
+
+def test_recorder_history_has_every_epoch_with_its_seconds() -> None:
+    from lamina.train.callbacks import Recorder
+
+    items = [(torch.randn(3), torch.tensor(i % 2)) for i in range(12)]
+    dls = DataLoaders.from_dsets(items, items, bs=4, num_workers=0, device="cpu")
+    learn = Learner(dls, nn.Linear(3, 2), loss_func=nn.CrossEntropyLoss())
+    learn.fit(2)
+    rec = learn.recorder
+    hist = rec.history()
+    assert [row[0] for row in hist] == [0, 1] and all(len(r) == len(rec.metric_names) for r in hist)
+    assert all(r[-1] > 0 for r in hist) and hist[-1] == rec.log
+    again = Recorder()
+    again.load_resume_state(rec.resume_state())
+    assert again.history() == hist

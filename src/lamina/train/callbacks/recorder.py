@@ -40,6 +40,7 @@ class Recorder(Callback):
         self.values: list[list[float]] = []
         self.log: list[Any] = []
         self.last_valid: list[float] = []
+        self.times: list[float] = []  # seconds of each epoch
         self._batch_losses: list[torch.Tensor] = []
         self._batch_bs: list[int] = []
 
@@ -49,6 +50,7 @@ class Recorder(Callback):
 
     def before_fit(self) -> None:
         self.losses, self.lrs, self.moms, self.values, self.log = [], [], [], [], []
+        self.times = []
         self._batch_losses, self._batch_bs = [], []
         self._resumed_batches: tuple[list[float], list[int]] | None = None
 
@@ -149,7 +151,14 @@ class Recorder(Callback):
         valid = self.last_valid or [float("nan")] * (1 + len(self.learn.metrics))
         row = [train_loss, *valid]
         self.values.append(row)
-        self.log = [self.learn.epoch, *row, time.perf_counter() - self._start]
+        secs = time.perf_counter() - self._start
+        self.times.append(secs)
+        self.log = [self.learn.epoch, *row, secs]
+
+    def history(self) -> list[list[float]]:
+        """Every epoch's row, as `metric_names` names the columns: epoch, losses, metrics, seconds."""
+        times = self.times + [float("nan")] * (len(self.values) - len(self.times))  # resumed from old state
+        return [[i, *row, t] for i, (row, t) in enumerate(zip(self.values, times, strict=False))]
 
     # -- resuming ------------------------------------------------------------------------------------------
     def resume_state(self) -> dict[str, Any]:
@@ -159,6 +168,7 @@ class Recorder(Callback):
             "lrs": self.lrs,
             "moms": self.moms,
             "values": self.values,
+            "times": self.times,
             "log": self.log,
             # the training batches of an unfinished epoch (a mid-epoch checkpoint; empty at an epoch's end)
             "batch_losses": [float(v) for v in self._batch_losses],
@@ -171,6 +181,7 @@ class Recorder(Callback):
         self.lrs = [float(v) for v in state.get("lrs", [])]
         self.moms = [float(v) for v in state.get("moms", [])]
         self.values = [[float(v) for v in row] for row in state.get("values", [])]
+        self.times = [float(v) for v in state.get("times", [])]
         losses, sizes = state.get("batch_losses") or [], state.get("batch_bs") or []
         self._resumed_batches = ([float(v) for v in losses], [int(v) for v in sizes]) if losses else None
         self.log = list(state.get("log", []))
