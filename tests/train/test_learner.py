@@ -498,3 +498,20 @@ def test_a_non_finite_loss_ends_the_fit_with_an_error_that_names_the_batch() -> 
     assert len(learn.recorder.values) == 1  # the first epoch was logged, nothing after the bad one
     learn.remove_cb(PoisonAt)
     assert learn.lr_find(num_it=20).valley > 0  # lr_find diverges on purpose and still suggests
+
+
+
+def test_a_single_class_is_refused_before_training() -> None:
+    from lamina.data import CategoryBlock, DataBlock, RandomSplitter, TransformBlock
+
+    def dls(vocab: list[str] | None) -> DataLoaders:
+        return DataBlock(
+            blocks=(TransformBlock, CategoryBlock(vocab=vocab)),
+            get_x=lambda i: torch.tensor([float(i)]),
+            get_y=lambda i: "only",
+            splitter=RandomSplitter(0.2, seed=0),
+        ).dataloaders(list(range(10)), bs=2, num_workers=0)
+
+    with pytest.raises(ValueError, match=r"(?s)single class \['only'\].*at least two.*help:"):
+        Learner(dls(None), nn.Linear(1, 1))
+    assert Learner(dls(["only", "other"]), nn.Linear(1, 2)).dls.c == 2  # a given vocabulary is taken as is

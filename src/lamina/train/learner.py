@@ -16,7 +16,7 @@ import torch
 from torch import Tensor, nn
 
 from lamina.core import TensorBBox, TensorMask, TensorPoint
-from lamina.data import DataLoader, DataLoaders
+from lamina.data import CrossEntropyLossFlat, DataLoader, DataLoaders
 from lamina.train.callback import (
     CANCEL_EVENTS,
     EVENTS,
@@ -69,6 +69,18 @@ _BATCH_EVENTS = frozenset(
     }
 )
 _ALL_EVENTS = frozenset(EVENTS) | frozenset(CANCEL_EVENTS)
+
+
+def _refuse_single_class(dls: DataLoaders, loss_func: Callable[..., Tensor]) -> None:
+    """A classifier over one class cannot learn anything (loss 0, accuracy 1): say so before training."""
+    if getattr(dls, "c", None) == 1 and isinstance(loss_func, CrossEntropyLossFlat | nn.CrossEntropyLoss):
+        vocab = getattr(getattr(dls, "target_tfm", None), "vocab", None)
+        raise ValueError(
+            f"Learner: the data has a single class {vocab or ''}; a classifier needs at least two "
+            "(with one, the loss is always 0 and accuracy always 1).\n"
+            "help: check get_y and the splitter (a class may have gone to validation only), or list the "
+            "classes with CategoryBlock(vocab=[...])"
+        )
 
 
 def _as_list(x: Any) -> list[Any]:
@@ -131,6 +143,7 @@ class Learner:
                     "help: pass loss_func=..., e.g. torch.nn.CrossEntropyLoss()"
                 )
         self.loss_func = loss_func
+        _refuse_single_class(dls, loss_func)
         self.opt_func, self.lr, self.wd = opt_func, lr, wd
         self.wd_bn_bias, self.train_bn = wd_bn_bias, train_bn
         self.splitter = splitter
