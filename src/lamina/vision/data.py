@@ -153,6 +153,40 @@ class ImageDataLoaders:
         )
 
     @staticmethod
+    def from_name_func(
+        path: PathLike,
+        fnames: Sequence[PathLike],
+        label_func: Callable[[str], Any],
+        valid_pct: float = 0.2,
+        seed: int | None = None,
+        item_tfms: TransformsLike = None,
+        batch_tfms: TransformsLike = None,
+        bs: int = 64,
+        num_workers: int | None = None,
+        device: torch.device | str | None = None,
+        img_cls: type[TensorImage] = TensorImage,
+        skip_bad_files: bool = False,
+    ) -> DataLoaders:
+        """Images listed in `fnames`, labelled by `label_func(name)` on each file's name (`"Cat_1.jpg"`).
+
+        >>> dls = ImageDataLoaders.from_name_func(path, fnames, lambda n: n[0].isupper())  # doctest: +SKIP
+        """
+        return ImageDataLoaders.from_path_func(
+            path,
+            fnames,
+            _OnName(label_func),
+            valid_pct=valid_pct,
+            seed=seed,
+            item_tfms=item_tfms,
+            batch_tfms=batch_tfms,
+            bs=bs,
+            num_workers=num_workers,
+            device=device,
+            img_cls=img_cls,
+            skip_bad_files=skip_bad_files,
+        )
+
+    @staticmethod
     def from_name_re(
         path: PathLike,
         fnames: Sequence[PathLike],
@@ -354,6 +388,16 @@ def _labels_as_read(df: Any, label_col: int | str, multi: bool) -> Any:
         ints = [None if m else int(v) for v, m in zip(labels, missing, strict=True)]
         df[col] = pd.Series(ints, index=df.index, dtype=object)
     return df
+
+
+class _OnName:
+    """A labelling function of a file's name, called on its path (picklable for loader workers)."""
+
+    def __init__(self, label_func: Callable[[str], Any]) -> None:
+        self.label_func = label_func
+
+    def __call__(self, path: PathLike) -> Any:
+        return self.label_func(Path(path).name)
 
 
 def _first(o: tuple[Any, Any]) -> Any:
