@@ -120,3 +120,28 @@ def test_regression_targets_are_refused_for_confusion_matrix() -> None:
     assert interp.top_losses(2)[0].shape == (2,)
     with pytest.raises(ValueError, match="help:"):
         interp.confusion_matrix()
+
+
+def test_classification_report_matches_scikit_learn(
+    interp: ClassificationInterpretation, capsys: pytest.CaptureFixture[str]
+) -> None:
+    rep = interp.classification_report()
+    # by hand from the confusion matrix: class 0 predicted twice (once right), seen 3 times
+    assert rep["0"] == {"precision": 0.5, "recall": pytest.approx(1 / 3), "f1-score": 0.4, "support": 3}
+    assert rep["accuracy"] == pytest.approx(4 / 8)
+    text = interp.print_classification_report()
+    assert capsys.readouterr().out.strip() == text.strip()
+    lines = text.splitlines()
+    assert lines[0].split() == ["precision", "recall", "f1-score", "support"]
+    assert [ln.split()[0] for ln in lines[2:5]] == ["0", "1", "2"] and "weighted avg" in lines[-1]
+
+    metrics = pytest.importorskip("sklearn.metrics")
+    actual, predicted = interp._pairs()
+    expected = metrics.classification_report(
+        actual.numpy(), predicted.numpy(), labels=[0, 1, 2], target_names=["0", "1", "2"], output_dict=True
+    )
+    assert rep.keys() == expected.keys()
+    for key, value in expected.items():
+        assert rep[key] == pytest.approx(value), key
+    sk_text = metrics.classification_report(actual.numpy(), predicted.numpy(), labels=[0, 1, 2])
+    assert [ln.split() for ln in text.splitlines()] == [ln.split() for ln in sk_text.splitlines()]

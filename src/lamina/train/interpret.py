@@ -4,6 +4,7 @@
 >>> interp.plot_top_losses(9)                                    # doctest: +SKIP
 >>> interp.most_confused(min_val=2)                              # doctest: +SKIP
 [('7', '1', 5), ('4', '9', 3)]
+>>> interp.print_classification_report()                         # doctest: +SKIP
 """
 
 from __future__ import annotations
@@ -228,6 +229,58 @@ class ClassificationInterpretation(Interpretation):
                     ax.text(col, r, txt, ha="center", va="center", color=color, fontsize=8)
         fig.tight_layout()
         return fig
+
+    def classification_report(self) -> dict[str, Any]:
+        """Per class (by name) precision, recall, f1-score and support, then "accuracy", "macro avg" and
+        "weighted avg" (by support): the numbers and layout of scikit-learn's `output_dict=True`.
+
+        A class never predicted has precision 0 (and one never seen, recall 0), as scikit-learn's default.
+        """
+        cm = self.confusion_matrix().astype(np.float64)
+        support, predicted, hits = cm.sum(axis=1), cm.sum(axis=0), np.diag(cm)
+        precision = np.divide(hits, predicted, out=np.zeros_like(hits), where=predicted > 0)
+        recall = np.divide(hits, support, out=np.zeros_like(hits), where=support > 0)
+        both = precision + recall
+        f1 = np.divide(2 * precision * recall, both, out=np.zeros_like(hits), where=both > 0)
+        total = float(support.sum())
+        out: dict[str, Any] = {}
+        for i, name in enumerate(self.vocab):
+            out[str(name)] = {
+                "precision": float(precision[i]),
+                "recall": float(recall[i]),
+                "f1-score": float(f1[i]),
+                "support": int(support[i]),
+            }
+        out["accuracy"] = float(hits.sum() / total) if total else 0.0
+        w = support / total if total else np.zeros_like(support)
+        for key, weights in (("macro avg", np.full_like(support, 1 / len(support))), ("weighted avg", w)):
+            out[key] = {
+                "precision": float((precision * weights).sum()),
+                "recall": float((recall * weights).sum()),
+                "f1-score": float((f1 * weights).sum()),
+                "support": int(total),
+            }
+        return out
+
+    def print_classification_report(self, digits: int = 2) -> str:
+        """Print `classification_report()` as a table (scikit-learn's layout) and return the text."""
+        rep = self.classification_report()
+        fields = ("precision", "recall", "f1-score")
+        names = [k for k in rep if k not in ("accuracy", "macro avg", "weighted avg")]
+        width = max(len("weighted avg"), *(len(n) for n in names))
+        head = " " * width + "".join(f"{f:>10}" for f in fields) + f"{'support':>10}"
+
+        def row(name: str, r: dict[str, Any]) -> str:
+            cells = "".join(f"{r[f]:>10.{digits}f}" for f in fields)
+            return f"{name:>{width}}{cells}{r['support']:>10}"
+
+        total = rep["macro avg"]["support"]
+        lines = [head, "", *(row(n, rep[n]) for n in names), ""]
+        lines.append(f"{'accuracy':>{width}}{'':>20}{rep['accuracy']:>10.{digits}f}{total:>10}")
+        lines += [row(k, rep[k]) for k in ("macro avg", "weighted avg")]
+        text = "\n".join(lines)
+        print(text)
+        return text
 
     def most_confused(self, min_val: int = 1) -> list[tuple[Any, Any, int]]:
         """(actual, predicted, count) of each wrong pair seen `min_val` times or more, most frequent first."""
