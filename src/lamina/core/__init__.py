@@ -2,6 +2,7 @@
 
 from lamina.core.dispatch import TypeDispatch
 from lamina.core.errors import MissingKeyError
+from lamina.core.files import atomic_write_bytes, remove_stale_temps
 from lamina.core.ownership import input_is_owned, owned_input, writable_in_place
 from lamina.core.registry import (
     NotExportableError,
@@ -70,6 +71,7 @@ __all__ = [
     "TypeDispatch",
     "as_transform",
     "as_transforms",
+    "atomic_write_bytes",
     "decodes",
     "encodes",
     "input_is_owned",
@@ -84,6 +86,7 @@ __all__ = [
     "register_model",
     "register_transform",
     "registered_name",
+    "remove_stale_temps",
     "retain_type",
     "strip_type",
     "value_title",

@@ -15,6 +15,7 @@ from typing import Any
 
 import numpy as np
 
+from lamina.core import atomic_write_bytes
 from lamina.data.external import cache_dir
 
 __all__ = ["autompg_sample", "iris_sample", "mnist_sample"]
@@ -59,11 +60,7 @@ def mnist_sample(dest: Path | None = None) -> Path:
 
 def _write_csv(df: Any, path: Path) -> None:
     """Write a table atomically: readers never see a half-written file."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(suffix=".csv", dir=path.parent)
-    os.close(fd)
-    df.to_csv(tmp, index=False)
-    os.replace(tmp, path)
+    atomic_write_bytes(path, lambda tmp: df.to_csv(tmp, index=False))
 
 
 def iris_sample(dest: Path | None = None) -> Path:

@@ -7,15 +7,13 @@ Tensors go in the safetensors body (`model.<name>`, `opt.<param>.<key>`, `extra.
 from __future__ import annotations
 
 import json
-import os
-import secrets
-from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import torch
 from safetensors.torch import load_file, save_file
 
+from lamina.core.files import atomic_write_bytes, remove_stale_temps
 from lamina.train.distributed import unwrap_model
 
 if TYPE_CHECKING:
@@ -42,91 +40,6 @@ def checkpoint_path(learn: Learner, name: str | Path) -> Path:
     if p.suffix or p.is_absolute():
         return p
     return learn.path / learn.model_dir / f"{name}.safetensors"
-
-
-_TMP_TAG = ".lamina-tmp-"  # in every temporary file's name: `.<target>.lamina-tmp-<pid>-<random>`
-
-
-def _temp_name(path: Path) -> Path:
-    return path.parent / f".{path.name}{_TMP_TAG}{os.getpid()}-{secrets.token_hex(6)}"
-
-
-def _pid_alive(pid: int) -> bool:
-    if pid == os.getpid():
-        return False  # this process writes one file at a time: an earlier temp of ours is a leftover
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except (PermissionError, OSError):
-        return True  # someone else's process: leave its file alone
-    return True
-
-
-def remove_stale_temps(path: Path) -> list[Path]:
-    """Delete the temporary files that writes of `path` left behind when killed (their process is gone)."""
-    removed: list[Path] = []
-    prefix = f".{path.name}{_TMP_TAG}"
-    try:
-        candidates = [p for p in path.parent.iterdir() if p.name.startswith(prefix)]
-    except OSError:
-        return removed
-    for p in candidates:
-        pid = p.name[len(prefix) :].split("-", 1)[0]
-        if pid.isdigit() and _pid_alive(int(pid)):
-            continue  # a write in progress in another process
-        try:
-            p.unlink()
-            removed.append(p)
-        except OSError:
-            pass
-    return removed
-
-
-def _fsync_dir(folder: Path) -> None:
-    """Make a rename in `folder` durable (POSIX: the directory entry is data of the folder)."""
-    if os.name != "posix":
-        return
-    try:
-        fd = os.open(folder, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass  # some file systems cannot sync a directory
-    finally:
-        os.close(fd)
-
-
-def atomic_write_bytes(path: Path, write: Callable[[str], Any]) -> None:
-    """Call `write(tmp_path)`, flush it to disk, then rename it to `path`: readers (and a run interrupted
-    by Ctrl-C or a crash) never see half a file, and the previous file stays until the new one is whole.
-
-    The file gets the usual permissions (0o666 less the umask); the temporary files of earlier writes that
-    were killed (`.<name>.lamina-tmp-<pid>-<random>`) are removed first; the folder is synced after the
-    rename, so the new name survives a power cut too."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    remove_stale_temps(path)
-    while True:  # a fresh name, created with the usual permissions (umask), unlike mkstemp's 0600
-        tmp = _temp_name(path)
-        try:
-            os.close(os.open(tmp, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o666))
-            break
-        except FileExistsError:
-            continue
-    mode = tmp.stat().st_mode & 0o777  # 0o666 & ~umask, read without changing the process's umask
-    try:
-        write(str(tmp))
-        os.chmod(tmp, mode)  # writers that make a new file (safetensors) create it 0600
-        with open(tmp, "rb+") as f:
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if tmp.exists():
-            tmp.unlink()
-        raise
-    _fsync_dir(path.parent)
 
 
 def optimizer_state(opt: torch.optim.Optimizer) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:

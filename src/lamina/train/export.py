@@ -28,6 +28,7 @@ from lamina.core import (
     Pipeline,
     TensorBase,
     Transform,
+    atomic_write_bytes,
     lookup_loss,
     lookup_model,
     lookup_transform,
@@ -50,7 +51,6 @@ from lamina.train._export_checks import (
     output_width,
     read_header,
 )
-from lamina.train.checkpoint import atomic_write_bytes
 from lamina.train.distributed import unwrap_model
 
 if TYPE_CHECKING:
