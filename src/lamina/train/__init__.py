@@ -60,6 +60,7 @@ from lamina.train.metrics import (
     top_k_accuracy,
 )
 from lamina.train.optim import adamw
+from lamina.train.summary import LayerSummary, LearnerSummary, summarize
 
 __all__ = [
     "AccumMetric",
@@ -87,7 +88,9 @@ __all__ = [
     "Interpretation",
     "JaccardCoeff",
     "LabelSmoothingCrossEntropy",
+    "LayerSummary",
     "Learner",
+    "LearnerSummary",
     "Metric",
     "MixUp",
     "MixedPrecision",
@@ -118,5 +121,6 @@ __all__ = [
     "mse",
     "one_cycle_scheduler",
     "rmse",
+    "summarize",
     "top_k_accuracy",
 ]

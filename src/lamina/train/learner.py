@@ -45,6 +45,7 @@ if TYPE_CHECKING:
     from matplotlib.figure import Figure
 
     from lamina.train.distributed import DistributedRun
+    from lamina.train.summary import LearnerSummary
 
 __all__ = ["Learner"]
 
@@ -655,6 +656,25 @@ class Learner:
             return show_items(pairs, ncols=2, titles=["target", "prediction"] * len(actual), figsize=figsize)
         titles = [f"pred: {p[n] if len(p) > n else p[-1]}" for p in predicted]
         return show_items(actual, titles=titles, figsize=figsize)
+
+    def summary(self) -> LearnerSummary:
+        """Print (and return) a table of the model's layers on one batch of the data: output shapes,
+        parameters, trainable or frozen; totals, the optimizer, the loss and the callbacks."""
+        from lamina.train.summary import summarize
+
+        s = summarize(self)
+        if self.is_main_process:
+            print(s)
+        return s
+
+    def tta(
+        self, dl: DataLoader | None = None, n: int = 4, beta: float = 0.25, use_max: bool = False
+    ) -> tuple[Tensor, Tensor | None]:
+        """Test-time augmentation: (preds, targs) mixing the plain predictions (weight `beta`) with the mean
+        over `n` passes with the training augmentations; see `lamina.train.tta`."""
+        from lamina.train.tta import tta
+
+        return tta(self, dl=dl, n=n, beta=beta, use_max=use_max)
 
     # -- persistence -----------------------------------------------------------------------------------------
     def save(self, name: str | Path, with_opt: bool = True) -> Path:
