@@ -208,6 +208,31 @@ def test_from_dsets_on_plain_tuples() -> None:
         dls.test_dl([torch.zeros(3)])
 
 
+class _Double(Transform):
+    def encodes(self, x: TensorImage) -> TensorImage:
+        return x * 2
+
+
+def test_public_seams_torch_loader_types_and_batch_tfms() -> None:
+    items = [(torch.full((3,), float(i)).as_subclass(TensorImage), i % 2) for i in range(6)]
+    dl = DataLoader(items, bs=2, device="cpu", num_workers=0)
+    tl = dl.torch_loader  # built once, then the same object
+    assert tl is dl.torch_loader and len(tl) == 3
+    dl.torch_loader = torch.utils.data.DataLoader(
+        tl.dataset, batch_size=2, sampler=[5], collate_fn=tl.collate_fn
+    )
+    assert [b[0][:, 0].tolist() for b in dl] == [[5.0]]  # batches come from the loader it was given
+    dl.torch_loader = tl
+    assert dl.typed_batch(collate([items[0]]))[0].__class__ is TensorImage
+    assert dl.batch_types == (TensorImage, int)
+    dl.add_batch_tfms([_Double()])
+    xb, _ = dl.one_batch()
+    assert type(xb) is torch.Tensor and xb[1].tolist() == [2.0] * 3
+    empty = DataLoader([], device="cpu", num_workers=0)
+    empty.set_types((TensorImage, int), (TensorImage, TensorCategory))
+    assert empty.types == (TensorImage, int) and empty.batch_types == (TensorImage, TensorCategory)
+
+
 def test_collate_and_to_device() -> None:
     b = collate([(torch.zeros(2), 1, 0.5, "a"), (torch.ones(2), 2, 1.5, "b")])
     assert (

@@ -17,7 +17,7 @@ import torch
 from lamina.core import Transform, TransformsLike, as_transform, as_transforms, strip_type
 from lamina.data.blocks import TransformBlock, as_block, block_tfms
 from lamina.data.datasets import Datasets, Getter, ItemError, describe_item, describe_value, get_item
-from lamina.data.loader import DataLoader, DataLoaders, _retype, collate, to_device
+from lamina.data.loader import DataLoader, DataLoaders, collate
 from lamina.data.sources import RandomSplitter, Splits
 
 __all__ = ["DataBlock"]
@@ -281,7 +281,7 @@ class DataBlock:
         except Exception as e:
             raise failed("collate", f"{n} items", e, f"the first {n} training items") from e
         say(f"    {'collate':<24} -> {describe_value(b)}")
-        b = _retype(to_device(b, dl.device), dl.types)
+        b = dl.typed_batch(b)
         say(f"\nBatch transforms (training, on {dl.device}): {dl.batch_tfms}")
         for t in dl.batch_tfms:
             try:

@@ -393,6 +393,19 @@ class DataLoader:
             self._items = _ItemDataset(self.dataset, self.item_tfms, self.skip_bad_files)
         return self._items
 
+    @property
+    def torch_loader(self) -> tud.DataLoader[Any]:
+        """The torch DataLoader the batches come from (built on first use: sampler, workers, pinning).
+
+        Set it to draw from another one built on it, e.g. one process's shard of its sampler."""
+        if self._torch_dl is None:
+            self._torch_dl = self._make_torch_dl()
+        return self._torch_dl
+
+    @torch_loader.setter
+    def torch_loader(self, loader: tud.DataLoader[Any]) -> None:
+        self._torch_dl = loader
+
     def _make_torch_dl(self) -> tud.DataLoader[Any]:
         n = len(self.dataset)
         generator = None
@@ -449,11 +462,9 @@ class DataLoader:
         if len(self.dataset) == 0:  # e.g. no validation set: no batch, rather than an error mid-fit
             return
         types = self.types
-        if self._torch_dl is None:
-            self._torch_dl = self._make_torch_dl()
         bad: dict[int, str] = {}
         try:
-            for b, b_bad, b_seed in self._torch_dl:
+            for b, b_bad, b_seed in self.torch_loader:
                 bad.update((int(i), str(m)) for i, m in b_bad)
                 yield self._after_collate(b, types, b_seed)
         finally:
@@ -495,15 +506,27 @@ class DataLoader:
             self._batch_types = tuple(type(e) for e in b)
         return self._batch_types
 
+    def set_types(self, types: tuple[type, ...], batch_types: tuple[type, ...]) -> None:
+        """Give the semantic types of an item and of a batch, for a loader without items to read them from."""
+        self._types, self._batch_types = tuple(types), tuple(batch_types)
+
+    def add_batch_tfms(self, tfms: TransformsLike) -> None:
+        """Append batch transforms (e.g. a Normalize); the batch's types are read again."""
+        self.batch_tfms.add(tfms)
+        self._batch_types = None
+
+    def typed_batch(self, b: Sequence[Any]) -> tuple[Any, ...]:
+        """A collated batch on the device with the items' semantic types: what the batch transforms get."""
+        return _retype(to_device(tuple(b), self.device), self.types)
+
     def _after_collate_typed(self, b: tuple[Any, ...]) -> tuple[Any, ...]:
-        b = to_device(b, self.device)
-        return self.batch_tfms(_retype(b, self.types))
+        return self.batch_tfms(self.typed_batch(b))
 
     def _first_keys(self) -> list[Any]:
         n = min(self.bs, len(self.dataset))
         if self.seed is not None:
             if self._sampler is None:
-                self._torch_dl = self._make_torch_dl()
+                _ = self.torch_loader
             assert isinstance(self._sampler, _SeededSampler)
             return self._sampler.keys(self._sampler.epoch)[:n]  # the next epoch's first batch
         if self.shuffle:
@@ -516,9 +539,7 @@ class DataLoader:
         Only a seeded loader can: its order and augmentation depend on the epoch alone, so the rest of the
         epoch is what it would have been.
         """
-        if self._torch_dl is None:
-            self._torch_dl = self._make_torch_dl()
-        if not isinstance(self._sampler, _SeededSampler) or self._torch_dl.sampler is not self._sampler:
+        if not isinstance(self._sampler, _SeededSampler) or self.torch_loader.sampler is not self._sampler:
             raise ValueError(
                 "DataLoader.skip_batches: only a seeded loader (not sharded across processes) can replay an "
                 "epoch from its middle.\nhelp: build the DataLoaders with seed=..."

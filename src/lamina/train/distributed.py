@@ -170,7 +170,7 @@ class DistributedRun:
             self.sync_buffers(learn.model)
         learn.model = self.local_model(learn.model)
         for s in self._shards.values():
-            s.dl._torch_dl = s.base
+            s.dl.torch_loader = s.base
             s.dl.device = s.device
             if s.generator_set:
                 s.base.sampler.generator = None  # type: ignore[attr-defined]
@@ -207,7 +207,7 @@ class DistributedRun:
         if not isinstance(dl, DataLoader) or id(dl) in self._shards:
             return
         # the loader's own torch DataLoader, built as the data layer builds it; only its sampler is wrapped
-        base = dl._torch_dl if dl._torch_dl is not None else dl._make_torch_dl()
+        base = dl.torch_loader
         sampler = base.sampler
         shard_sampler = _ShardSampler(sampler, self.rank, self.world, even=even, drop_last=dl.drop_last)
         sharded: tud.DataLoader[Any] = tud.DataLoader(
@@ -229,7 +229,7 @@ class DistributedRun:
             # an unseeded shuffle must still be the same order in every process
             sampler.generator = torch.Generator().manual_seed(seed)
             shard.generator_set = True
-        dl._torch_dl = sharded
+        dl.torch_loader = sharded
         dl.device = self.device
         self._shards[id(dl)] = shard
 

@@ -511,7 +511,7 @@ def load_learner(path: str | Path, cpu: bool = True) -> Learner:
     if types is not None:
         # the loaders hold no items to learn their element types from: give them the exported ones
         for dl in (dls.train, dls.valid):
-            dl._types, dl._batch_types = types
+            dl.set_types(*types)
     learn = Learner(dls, model, loss_func=loss)
     learn.model.eval()
     return learn

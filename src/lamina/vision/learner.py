@@ -37,8 +37,7 @@ def _add_normalize(dls: DataLoaders, stats: tuple[Sequence[float], Sequence[floa
         mean, std = stats
         if n_in != len(mean):  # e.g. one-channel images and 3-channel stats: average them
             mean, std = [sum(mean) / len(mean)] * n_in, [sum(std) / len(std)] * n_in
-        dl.batch_tfms.add([Normalize.from_stats(tuple(mean), tuple(std))])
-        dl._batch_types = None
+        dl.add_batch_tfms([Normalize.from_stats(tuple(mean), tuple(std))])
 
 
 def _split_stats(got: Sequence[float]) -> tuple[Sequence[float], Sequence[float]]:

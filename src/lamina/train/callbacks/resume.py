@@ -250,9 +250,7 @@ def _epoch_sampler(dl: Any) -> Any:
     """
     if not isinstance(dl, DataLoader):
         return None
-    if dl._torch_dl is None:
-        dl._torch_dl = dl._make_torch_dl()
-    sampler = dl._torch_dl.sampler
+    sampler = dl.torch_loader.sampler
     while not hasattr(sampler, "epoch") and hasattr(sampler, "inner"):
         sampler = sampler.inner
     return sampler if hasattr(sampler, "epoch") else None
