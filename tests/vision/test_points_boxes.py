@@ -12,7 +12,7 @@ from matplotlib.figure import Figure
 from torch import nn
 
 from lamina.core import MultiCategory, TensorBBox, TensorCategory, TensorImage, TensorPoint, Transform
-from lamina.data import DataBlock, RandomSplitter
+from lamina.data import DataBlock, EndSplitter, RandomSplitter
 from lamina.train import load_learner
 from lamina.vision import ImageBlock, RandomResizedCrop, Resize, aug_transforms, vision_learner
 from lamina.vision.blocks import (
@@ -140,6 +140,45 @@ def test_keypoint_regression_trains_and_predicts_pixels(square_points: Any, tmp_
     learn2 = load_learner(learn.export(tmp_path / "points.lamina"))
     pt2, raw2, _ = learn2.predict(fnames[0])
     assert isinstance(pt2, TensorPoint) and torch.allclose(raw2, raw, atol=1e-6)
+
+
+@pytest.fixture(scope="module")
+def dot_points(tmp_path_factory: pytest.TempPathFactory) -> tuple[list[Path], dict[str, list[list[float]]]]:
+    """400 noisy 24x24 images, each with one white 3x3 dot; the point is its centre (pixels)."""
+    root = tmp_path_factory.mktemp("dots")
+    rng = np.random.default_rng(0)
+    centres: dict[str, list[list[float]]] = {}
+    for i in range(400):
+        img = rng.integers(0, 100, (24, 24, 3)).astype(np.uint8)
+        x, y = (int(v) for v in rng.integers(2, 19, size=2))
+        img[y : y + 3, x : x + 3] = 255  # covers [x, x + 3) x [y, y + 3): the centre is (x + 1.5, y + 1.5)
+        _save(img, root / f"dot{i:03d}.png")
+        centres[f"dot{i:03d}.png"] = [[x + 1.5, y + 1.5]]
+    return sorted(root.glob("*.png")), centres
+
+
+@pytest.mark.slow
+def test_keypoint_regression_finds_the_dot_within_two_pixels(dot_points: Any) -> None:
+    fnames, centres = dot_points
+    dblock = DataBlock(
+        blocks=(ImageBlock, PointBlock), get_y=lambda f: centres[f.name], splitter=EndSplitter(0.2)
+    )
+    dls = dblock.dataloaders(fnames, bs=16, num_workers=0, seed=0)
+    learn = vision_learner(dls, "test_resnet", pretrained=False, ps=0.0)  # no dropout: precise outputs
+    assert learn.model[1][-1].out_features == 2  # n_out from the data: one (x, y) point
+    learn.fit_one_cycle(10, 2e-2)
+
+    # predictions in pixels through the library's decode path, against the true centres of the files
+    inp, _, _, dec = learn.get_preds(with_input=True, with_decoded=True)
+    valid = fnames[-len(dec) :]
+    decoded = dls.valid.decode_batch((*inp, dec), max_n=len(dec))
+    pred = torch.stack([d[1].as_subclass(torch.Tensor).view(2) for d in decoded])  # (N, 2) pixels
+    true = torch.tensor([centres[f.name][0] for f in valid])  # (N, 2)
+    err = float((pred - true).norm(dim=1).mean())
+    train_mean = torch.tensor([centres[f.name][0] for f in fnames[: -len(dec)]]).mean(0)
+    baseline = float((train_mean - true).norm(dim=1).mean())  # always guessing the mean point
+    assert baseline > 5  # the dots are spread: the mean point is no answer
+    assert err <= 2.0, (err, baseline)
 
 
 COLOURS = {"red": (255, 0, 0), "green": (0, 255, 0), "blue": (0, 0, 255)}
