@@ -313,7 +313,7 @@ def test_every_registered_item_transform_is_covered() -> None:
 @pytest.mark.parametrize(
     ("make", "match"),
     [
-        (lambda: Resize(0), "positive ints"),
+        (lambda: Resize(0), r"ints in \[1, 8192\]"),
         (lambda: Resize((1, 2, 3)), "size must be"),
         (lambda: Resize(8, method="fit"), "unknown method"),  # type: ignore[arg-type]
         (lambda: Resize(8, pad_mode="wrap"), "unknown pad_mode"),  # type: ignore[arg-type]
