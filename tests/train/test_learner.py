@@ -515,3 +515,12 @@ def test_a_single_class_is_refused_before_training() -> None:
     with pytest.raises(ValueError, match=r"(?s)single class \['only'\].*at least two.*help:"):
         Learner(dls(None), nn.Linear(1, 1))
     assert Learner(dls(["only", "other"]), nn.Linear(1, 2)).dls.c == 2  # a given vocabulary is taken as is
+
+
+def test_opt_is_public_none_until_created_and_ensure_opt_creates_it_once() -> None:
+    learn = make_learner(model=Body(), splitter=two_groups)
+    assert learn.opt is None  # nothing built before fit, freeze or create_opt
+    opt = learn.ensure_opt()
+    assert learn.opt is opt and learn.ensure_opt() is opt
+    fresh = learn.create_opt()
+    assert fresh is not opt and learn.opt is fresh and learn.n_groups == 2

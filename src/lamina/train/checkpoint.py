@@ -155,13 +155,11 @@ def apply_checkpoint(
     device = next(model.parameters(), torch.empty(0)).device
     model.load_state_dict({k: v.to(device) for k, v in model_sd.items()}, strict=strict)
     if with_opt and meta.get("with_opt"):
-        if learn.opt is None:
-            learn.create_opt()
-        assert learn.opt is not None
+        opt = learn.ensure_opt()
         # torch's load_state_dict moves each state tensor to its parameter's device (and keeps `step` right)
         opt_tensors = {k: v for k, v in tensors.items() if k.startswith("opt.")}
         try:
-            _load_optimizer_state(learn.opt, opt_tensors, meta["opt"])
+            _load_optimizer_state(opt, opt_tensors, meta["opt"])
         except (ValueError, KeyError) as e:
             raise ValueError(
                 f"checkpoint: the optimizer state does not fit this learner's optimizer: {e}\n"

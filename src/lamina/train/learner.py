@@ -247,8 +247,8 @@ class Learner:
         """The splitter's groups of the (unwrapped) model, body first, head last."""
         return [list(g) for g in self.splitter(unwrap_model(self.model))]
 
-    def create_opt(self) -> None:
-        """A fresh optimizer over the splitter's groups, all at `self.lr`."""
+    def create_opt(self) -> torch.optim.Optimizer:
+        """A fresh optimizer over the splitter's groups, all at `self.lr` (also `self.opt`)."""
         groups = self.param_groups()
         model = unwrap_model(self.model)
         no_decay = set() if self.wd_bn_bias else norm_and_bias_params(model)
@@ -256,21 +256,19 @@ class Learner:
         # a group takes weight decay when its parameters may: also when wd is 0 now and set later
         for g in self.opt.param_groups:
             g["lamina_wd"] = not any(id(p) in no_decay for p in g["params"])
+        return self.opt
 
     @property
     def n_groups(self) -> int:
-        return 1 + max(int(g["lamina_group"]) for g in self._opt.param_groups)
+        return 1 + max(int(g["lamina_group"]) for g in self.ensure_opt().param_groups)
 
-    @property
-    def _opt(self) -> torch.optim.Optimizer:
-        if self.opt is None:
-            self.create_opt()
-        assert self.opt is not None
-        return self.opt
+    def ensure_opt(self) -> torch.optim.Optimizer:
+        """`self.opt`, created first (`create_opt`) when there is none yet; `fit` creates it anyway."""
+        return self.opt if self.opt is not None else self.create_opt()
 
     def set_hyper(self, name: str, values: Sequence[Any]) -> None:
         """Set a hyper-parameter (lr, mom, weight_decay, or any key of the torch groups) per model group."""
-        for g in self._opt.param_groups:
+        for g in self.ensure_opt().param_groups:
             v = values[int(g["lamina_group"])]
             if name == "weight_decay" and not g["lamina_wd"]:
                 continue
@@ -461,7 +459,7 @@ class Learner:
         self._with_events(self._do_step, "step", CancelStep)
 
     def _do_step(self) -> None:
-        opt = self._opt
+        opt = self.ensure_opt()
         opt.step()
         opt.zero_grad(set_to_none=True)
 

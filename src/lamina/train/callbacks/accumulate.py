@@ -66,7 +66,7 @@ class GradientAccumulation(Callback):
         self._count, self._step_now, self._real_loss = 0, True, None
         learn = self.learn
         self._can_skip_sync = learn.accelerator is not None or callable(getattr(learn.model, "no_sync", None))
-        learn._opt.zero_grad(set_to_none=True)
+        learn.ensure_opt().zero_grad(set_to_none=True)
 
     def resume_state(self) -> dict[str, Any]:
         """Samples accumulated since the last step (`ResumeCallback` keeps the gradients themselves)."""

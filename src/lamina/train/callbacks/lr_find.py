@@ -207,8 +207,7 @@ def lr_find(
             "help: check the training set is not empty and bs is not larger than it (drop_last)"
         )
     model_state = _clone_to_cpu(learn.model.state_dict())
-    had_opt = learn.opt is not None
-    opt_state = _clone_to_cpu(learn._opt.state_dict()) if had_opt else None
+    opt_state = _clone_to_cpu(learn.opt.state_dict()) if learn.opt is not None else None
     progress = [cb for cb in learn.cbs if isinstance(cb, ProgressCallback)]
     learn.remove_cbs(progress)
     checked = rec is not None and rec.check_finite
@@ -222,7 +221,7 @@ def lr_find(
             rec.check_finite = checked
         learn.model.load_state_dict(model_state)
         if opt_state is not None:
-            learn._opt.load_state_dict(opt_state)
+            learn.ensure_opt().load_state_dict(opt_state)
         else:
             learn.opt = None  # the next fit creates a fresh one, as it would have
         learn.model.zero_grad(set_to_none=True)

@@ -148,13 +148,13 @@ class MixedPrecision(Callback):
         For callbacks that read or change gradients in before_step (clipping, logging norms).
         """
         if self.scaler is not None and not self._unscaled:
-            self.scaler.unscale_(self.learn._opt)
+            self.scaler.unscale_(self.learn.ensure_opt())
             self._unscaled = True
 
     def before_step(self) -> None:
         if self.scaler is None:
             return
-        opt = self.learn._opt
+        opt = self.learn.ensure_opt()
         self.scaler.step(opt)  # unscales unless unscale_grads() did; skips the step on inf/NaN gradients
         self.scaler.update()
         self._unscaled = False

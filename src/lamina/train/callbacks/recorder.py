@@ -84,7 +84,7 @@ class Recorder(Callback):
         if learn.training:
             self._batch_losses.append(loss)
             self._batch_bs.append(bs)
-            g = learn._opt.param_groups[-1]
+            g = learn.ensure_opt().param_groups[-1]
             self.lrs.append(float(g["lr"]))
             mom = g["betas"][0] if "betas" in g else g.get("momentum")
             if mom is not None:
