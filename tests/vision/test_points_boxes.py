@@ -144,13 +144,14 @@ def test_keypoint_regression_trains_and_predicts_pixels(square_points: Any, tmp_
 
 @pytest.fixture(scope="module")
 def dot_points(tmp_path_factory: pytest.TempPathFactory) -> tuple[list[Path], dict[str, list[list[float]]]]:
-    """400 noisy 24x24 images, each with one white 3x3 dot; the point is its centre (pixels)."""
+    """400 noisy 20x28 images (not square: x and y cannot be mixed up), each with one white 3x3 dot; the
+    point is its centre (pixels)."""
     root = tmp_path_factory.mktemp("dots")
     rng = np.random.default_rng(0)
     centres: dict[str, list[list[float]]] = {}
     for i in range(400):
-        img = rng.integers(0, 100, (24, 24, 3)).astype(np.uint8)
-        x, y = (int(v) for v in rng.integers(2, 19, size=2))
+        img = rng.integers(0, 100, (20, 28, 3)).astype(np.uint8)  # (H, W, C)
+        x, y = int(rng.integers(2, 23)), int(rng.integers(2, 15))
         img[y : y + 3, x : x + 3] = 255  # covers [x, x + 3) x [y, y + 3): the centre is (x + 1.5, y + 1.5)
         _save(img, root / f"dot{i:03d}.png")
         centres[f"dot{i:03d}.png"] = [[x + 1.5, y + 1.5]]
