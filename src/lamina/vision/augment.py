@@ -47,7 +47,7 @@ from lamina.core import (
     retain_type,
     writable_in_place,
 )
-from lamina.vision.item_tfms import _check_choice
+from lamina.vision._checks import check_choice
 
 __all__ = [
     "Brightness",
@@ -447,8 +447,8 @@ class GeometricAugment(ItemTransform, DisplayedTransform):
                 )
         self.tfms = list(tfms)
         self.size = _as_size(size, "GeometricAugment")
-        self.mode: SampleMode = _check_choice(mode, SampleMode, "mode", "GeometricAugment")  # type: ignore[assignment]
-        self.pad_mode: SamplePadMode = _check_choice(pad_mode, SamplePadMode, "pad_mode", "GeometricAugment")  # type: ignore[assignment]
+        self.mode: SampleMode = check_choice(mode, SampleMode, "mode", "GeometricAugment")  # type: ignore[assignment]
+        self.pad_mode: SamplePadMode = check_choice(pad_mode, SamplePadMode, "pad_mode", "GeometricAugment")  # type: ignore[assignment]
         self.batch = bool(batch)
         # an augmentation only (training set), unless it also resizes: then validation is resized too
         self.split_idx = 0 if self.size is None else None

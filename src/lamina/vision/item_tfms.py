@@ -20,7 +20,7 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, Literal, get_args
+from typing import Any, Literal
 
 import torch
 
@@ -35,46 +35,14 @@ from lamina.core import (
     register_transform,
     retain_type,
 )
+from lamina.vision._checks import MAX_SIZE, as_size, check_choice
 
 __all__ = ["MAX_SIZE", "CropPad", "PadMode", "RandomResizedCrop", "Resize", "ResizeMethod"]
-
-MAX_SIZE = 8192  # the largest output side in pixels (a 8192 x 8192 RGB image is 200 MB as uint8)
 
 ResizeMethod = Literal["crop", "pad", "squish"]
 PadMode = Literal["zeros", "border", "reflection"]
 
 _TV_PAD_MODE = {"zeros": "constant", "border": "edge", "reflection": "reflect"}
-
-
-# --------------------------------------------------------------------------------------------------------
-# validation helpers
-
-
-def _as_size(size: int | Sequence[int], who: str) -> tuple[int, int]:
-    """`size` as (height, width); an int means a square."""
-    if isinstance(size, int) and not isinstance(size, bool):
-        hw: tuple[int, ...] = (size, size)
-    elif isinstance(size, Sequence) and not isinstance(size, str) and len(size) == 2:
-        hw = tuple(size)
-    else:
-        raise ValueError(
-            f"{who}: size must be an int or a (height, width) pair, got {size!r}.\n"
-            f"help: pass e.g. {who}(224) or {who}((224, 320))"
-        )
-    if not all(isinstance(s, int) and not isinstance(s, bool) and 0 < s <= MAX_SIZE for s in hw):
-        raise ValueError(
-            f"{who}: size must hold ints in [1, {MAX_SIZE}], got {size!r}.\nhelp: pass e.g. {who}(224)"
-        )
-    return hw[0], hw[1]
-
-
-def _check_choice(value: str, choices: Any, what: str, who: str) -> str:
-    allowed = get_args(choices)
-    if value not in allowed:
-        raise ValueError(
-            f"{who}: unknown {what} {value!r}.\nhelp: use one of {', '.join(repr(a) for a in allowed)}"
-        )
-    return value
 
 
 # --------------------------------------------------------------------------------------------------------
@@ -256,9 +224,9 @@ class Resize(_WindowTransform):
         self, size: int | Sequence[int], method: ResizeMethod = "crop", pad_mode: PadMode = "reflection"
     ) -> None:
         super().__init__()
-        self.size = _as_size(size, "Resize")
-        self.method: ResizeMethod = _check_choice(method, ResizeMethod, "method", "Resize")  # type: ignore[assignment]
-        self.pad_mode: PadMode = _check_choice(pad_mode, PadMode, "pad_mode", "Resize")  # type: ignore[assignment]
+        self.size = as_size(size, "Resize")
+        self.method: ResizeMethod = check_choice(method, ResizeMethod, "method", "Resize")  # type: ignore[assignment]
+        self.pad_mode: PadMode = check_choice(pad_mode, PadMode, "pad_mode", "Resize")  # type: ignore[assignment]
 
     def _window(self, height: int, width: int, train: bool) -> _Window:
         out_h, out_w = self.size
@@ -300,7 +268,7 @@ class RandomResizedCrop(_WindowTransform):
         val_xtra: float = 0.14,
     ) -> None:
         super().__init__()
-        self.size = _as_size(size, "RandomResizedCrop")
+        self.size = as_size(size, "RandomResizedCrop")
         if not isinstance(min_scale, (int, float)) or not 0 < min_scale <= 1:
             raise ValueError(
                 f"RandomResizedCrop: min_scale must be in (0, 1], got {min_scale!r}.\n"
@@ -364,8 +332,8 @@ class CropPad(_WindowTransform):
 
     def __init__(self, size: int | Sequence[int], pad_mode: PadMode = "zeros") -> None:
         super().__init__()
-        self.size = _as_size(size, "CropPad")
-        self.pad_mode: PadMode = _check_choice(pad_mode, PadMode, "pad_mode", "CropPad")  # type: ignore[assignment]
+        self.size = as_size(size, "CropPad")
+        self.pad_mode: PadMode = check_choice(pad_mode, PadMode, "pad_mode", "CropPad")  # type: ignore[assignment]
 
     def _window(self, height: int, width: int, train: bool) -> _Window:
         out_h, out_w = self.size

@@ -29,8 +29,9 @@ from lamina.core import (
     register_transform,
 )
 from lamina.data.blocks import TransformBlock
+from lamina.vision._checks import as_size
 from lamina.vision.core import check_image_pixels
-from lamina.vision.item_tfms import RandomResizedCrop, Resize, _as_size
+from lamina.vision.item_tfms import RandomResizedCrop, Resize
 
 __all__ = [
     "JPEG_EXTENSIONS",
@@ -161,7 +162,7 @@ class DecodeJpegBatch(ItemTransform, DisplayedTransform):
         max_pixels: int = 2**26,
     ) -> None:
         super().__init__()
-        self.size = _as_size(size, "DecodeJpegBatch") if size is not None else None
+        self.size = as_size(size, "DecodeJpegBatch") if size is not None else None
         if mode not in get_args(JpegCropMode):
             raise ValueError(
                 f"DecodeJpegBatch: unknown mode {mode!r}.\n"

@@ -21,16 +21,17 @@ from lamina.vision.models import (
     vision_splitter,
 )
 
-__all__ = ["vision_learner"]
+__all__ = ["add_normalize", "input_channels", "vision_learner"]
 
 
-def _n_in(dls: DataLoaders) -> int:
+def input_channels(dls: DataLoaders) -> int:
     """Channels of the input images, read from one item of the training set."""
     x = dls.train.item_tfms(dls.train.dataset[0])[0] if len(dls.train.dataset) else None
     return int(x.shape[0]) if isinstance(x, torch.Tensor) and x.ndim == 3 else 3
 
 
-def _add_normalize(dls: DataLoaders, stats: tuple[Sequence[float], Sequence[float]], n_in: int) -> None:
+def add_normalize(dls: DataLoaders, stats: tuple[Sequence[float], Sequence[float]], n_in: int) -> None:
+    """Append `Normalize(stats)` to both loaders' batch transforms, unless they normalize already."""
     for dl in (dls.train, dls.valid):
         if any(isinstance(t, Normalize) for t in dl.batch_tfms):
             continue
@@ -84,7 +85,7 @@ def vision_learner(
     n_out = n_out if n_out is not None else dls.c
     if n_out is None:
         raise ValueError("vision_learner: cannot read the number of outputs from the data; pass n_out=...")
-    n_in = _n_in(dls)
+    n_in = input_channels(dls)
     stats: tuple[Sequence[float], Sequence[float]] = imagenet_stats
     if isinstance(arch, str):
         model = create_vision_model(arch, n_out, n_in=n_in, lin_ftrs=lin_ftrs, ps=ps, concat_pool=concat_pool)
@@ -101,7 +102,7 @@ def vision_learner(
     if normalize and pretrained is not False:
         # the weights expect the statistics they were trained with; from scratch, BatchNorm takes the scale
         # (ImageNet statistics on other data, e.g. digits, made the running statistics unreliable)
-        _add_normalize(dls, stats, n_in)
+        add_normalize(dls, stats, n_in)
     learn = Learner(
         dls,
         model,

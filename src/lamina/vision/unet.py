@@ -24,7 +24,7 @@ from lamina.data import DataLoaders
 from lamina.train import Callback, Learner
 from lamina.train.optim import OptFactory, adamw
 from lamina.vision.augment import imagenet_stats
-from lamina.vision.learner import _add_normalize, _n_in
+from lamina.vision.learner import add_normalize, input_channels
 from lamina.vision.models import check_arch_name, create_body, load_pretrained_body
 
 __all__ = [
@@ -272,12 +272,12 @@ def unet_learner(
             "unet_learner: cannot read the number of classes from the data.\n"
             "help: build the data with a MaskBlock(codes=...) target, or pass n_out=..."
         )
-    n_in = _n_in(dls)
+    n_in = input_channels(dls)
     model = create_unet_model(arch, n_out, n_in=n_in, last_cross=last_cross)
     if pretrained is not False:
         _load_encoder(model, pretrained if isinstance(pretrained, bool) else str(pretrained), arch, n_in)
         if normalize:  # match the statistics the weights were trained with; from scratch there are none
-            _add_normalize(dls, _pretrained_stats(model.encoder), n_in)
+            add_normalize(dls, _pretrained_stats(model.encoder), n_in)
     learn = Learner(
         dls,
         model,
