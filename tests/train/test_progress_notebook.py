@@ -38,7 +38,8 @@ def test_the_bar_renders_live_in_a_notebook(tmp_path: Path) -> None:
             seen.append(msg)
             return super().process_message(msg, cell, cell_index)
 
-    client = Recording(nb, timeout=120, kernel_name="python3", resources={"metadata": {"path": str(tmp_path)}})
+    resources = {"metadata": {"path": str(tmp_path)}}
+    client = Recording(nb, timeout=120, kernel_name="python3", resources=resources)
     client.execute()
 
     outputs = nb.cells[0].outputs
