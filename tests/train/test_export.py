@@ -257,3 +257,10 @@ def test_migrations_run_in_order_up_to_the_current_version(monkeypatch: pytest.M
     monkeypatch.setattr(export, "_MIGRATIONS", {})
     with pytest.raises(ExportError, match=r"(?s)v1 can no longer be read.*help:"):
         export.read_export(GOLDEN)
+
+
+def test_import_applications_takes_lamina_entry_points_by_prefix_only() -> None:
+    assert export.import_applications({"test.tiny_mlp", "data.Categorize", "os.system"}) == []
+    assert export.import_applications({"vision.Resize"}) == ["lamina.vision"]  # declared in pyproject.toml
+    with pytest.raises(KeyError, match=r"(?s)unknown transform 'nope\.Thing'.*help: import the module"):
+        export.lookup_transform("nope.Thing")

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -193,3 +195,20 @@ def test_pretrained_weights_in_the_local_hub_cache_load_without_network(
     learn = vision_learner(dls, "test_resnet", pretrained=True)
     got = learn.model[0].state_dict()
     assert all(torch.equal(got[k], v) for k, v in body.state_dict().items())
+
+
+@pytest.mark.slow
+def test_load_learner_finds_vision_without_the_user_importing_it(mnist_small: Path, tmp_path: Path) -> None:
+    """Core imports nothing upward: load_learner imports lamina.vision through its entry point."""
+    dls = ImageDataLoaders.from_folder(mnist_small, valid_pct=0.2, seed=42, bs=16, num_workers=0)
+    out = vision_learner(dls, "test_resnet", pretrained=False).export(tmp_path / "m.lamina")
+    f = sorted((mnist_small / "3").glob("*.png"))[0]
+    code = (
+        "import sys; from lamina.train import load_learner\n"
+        "assert 'lamina.vision' not in sys.modules\n"
+        f"learn = load_learner({str(out)!r}); print(learn.predict({str(f)!r})[0]); "
+        "print('lamina.vision' in sys.modules)"
+    )
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.split()[-1] == "True" and r.stdout.split()[0] in [str(i) for i in range(10)]

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import contextlib
 import functools
-import importlib
 import inspect
 from collections.abc import Callable, Mapping
 from typing import Any, TypeVar
@@ -140,25 +139,13 @@ def registered_name(obj: Any) -> str | None:
     return getattr(obj, "_registered_name", None)
 
 
-# lamina's own modules that register names with these prefixes: imported on first lookup, so that
-# loading an export works without the caller importing the application first (a fixed table, never a
-# module named by the file being loaded)
-_PROVIDERS = {
-    "data": "lamina.data",
-    "loss": "lamina.data",
-    "vision": "lamina.vision",
-    "train": "lamina.train",
-}
-
-
 def _lookup(table: dict[str, Any], kind: str, name: str, how: str) -> Any:
-    if name not in table and name.split(".", 1)[0] in _PROVIDERS:
-        importlib.import_module(_PROVIDERS[name.split(".", 1)[0]])
     if name not in table:
         known = ", ".join(sorted(table)) or "(none)"
         raise MissingKeyError(
             f"unknown {kind} {name!r} (registered: {known}).\n"
-            f"help: import the module that registers it ({how}) before loading, or check the file's origin"
+            f"help: import the module that registers it ({how}) before loading, e.g. `import lamina.vision` "
+            "for 'vision.' names, or check the file's origin"
         )
     return table[name]
 

@@ -12,7 +12,8 @@ import hashlib
 import inspect
 import json
 import zipfile
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
+from importlib.metadata import entry_points
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -56,9 +57,20 @@ from lamina.train.distributed import unwrap_model
 if TYPE_CHECKING:
     from lamina.train.learner import Learner
 
-__all__ = ["FORMAT", "FORMAT_VERSION", "ExportError", "export_learner", "load_learner", "read_export"]
+__all__ = [
+    "APPLICATIONS_GROUP",
+    "FORMAT",
+    "FORMAT_VERSION",
+    "ExportError",
+    "export_learner",
+    "import_applications",
+    "load_learner",
+    "read_export",
+]
 
 FORMAT = "lamina.learner"
+# the entry-point group where an application package declares itself (pyproject.toml), by its names' prefix
+APPLICATIONS_GROUP = "lamina.applications"
 FORMAT_VERSION = 1
 _MEMBERS = {"learner.json", "weights.safetensors"}
 _MAX_JSON = 16 * 2**20
@@ -416,6 +428,35 @@ def _as_dict(x: Any, where: str) -> dict[str, Any]:
     return x
 
 
+def _names_in(recipe: Any) -> set[str]:
+    """Every registered name (`"name"` values) and `lamina.` type name in a recipe's JSON."""
+    out: set[str] = set()
+    stack = [recipe]
+    while stack:
+        x = stack.pop()
+        if isinstance(x, dict):
+            if isinstance(x.get("name"), str):
+                out.add(x["name"])
+            stack.extend(x.values())
+        elif isinstance(x, list):
+            stack.extend(x)
+            out.update(n for n in x if isinstance(n, str) and n.startswith("lamina."))
+    return out
+
+
+def import_applications(names: Iterable[str]) -> list[str]:
+    """Import lamina's installed applications that register `names` ('vision.Resize', or a type
+    'lamina.vision.X'): the ones declared under the `lamina.applications` entry points whose name is the
+    prefix. Only lamina's own modules are imported, never a module named by the file; returns their names."""
+    prefixes = {n.split(".")[1] if n.startswith("lamina.") else n.split(".", 1)[0] for n in names}
+    loaded = []
+    for ep in entry_points(group=APPLICATIONS_GROUP):
+        if ep.name in prefixes and ep.value.split(":")[0].startswith("lamina."):
+            ep.load()  # the application registers its names as it is imported
+            loaded.append(ep.value)
+    return loaded
+
+
 def load_learner(path: str | Path, cpu: bool = True) -> Learner:
     """Rebuild a Learner from an export: model, weights, loss and the data pipelines for `predict`.
 
@@ -430,6 +471,7 @@ def load_learner(path: str | Path, cpu: bool = True) -> Learner:
 
     recipe, weights = read_export(path)
     where = f"load_learner: {str(path)!r}"
+    import_applications(_names_in(recipe))
     try:
         data = _as_dict(recipe["data"], "data")
         pipeline_specs = [
