@@ -19,8 +19,8 @@ How it works, and why:
   training shard is padded by repeating the first items (or cut with `drop_last`) so that every process
   makes the same number of steps; the validation shard is not padded, so no item counts twice.
 - Validation runs on the unwrapped model (no collective per batch, shards may differ by one batch); the
-  loss sums and each metric's `state()` are then summed or concatenated across processes
-  (`Metric.reductions`), and `get_preds` gathers the items back into the loader's order.
+  loss sums are summed across processes, each metric's torchmetrics state is synced (`Metric.sync()`,
+  torchmetrics' `dist_reduce_fx`), and `get_preds` gathers the items back into the loader's order.
 - Only the main process prints progress or writes checkpoints and exports.
 - Inside `distributed()`, call `validate`/`get_preds` on the validation set from every process: they gather.
 """
@@ -355,21 +355,9 @@ class DistributedRun:
         )
 
     def reduce_metric(self, m: Metric) -> None:
-        """Replace a metric's state by the sum / concatenation of every process's (its `reductions`)."""
-        if not m.reductions or self.world <= 1:
-            return
-        out = []
-        for t, how in zip(m.state(), m.reductions, strict=True):
-            if how == "sum":
-                out.append(self.all_reduce_sum(t))
-            elif how == "cat":
-                out.append(self.gather_cat(t))
-            else:
-                raise ValueError(
-                    f"{m.name}: reduction {how!r} is not supported; expected 'sum' or 'cat'.\n"
-                    "help: fix the metric's `reductions`"
-                )
-        m.load_state(out)
+        """Combine a metric's state across processes: torchmetrics' `sync` (each state's `dist_reduce_fx`)."""
+        if self.world > 1:
+            m.sync()
 
 
 def _move_opt_state(opt: torch.optim.Optimizer, device: torch.device) -> None:
