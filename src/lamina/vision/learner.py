@@ -11,6 +11,7 @@ from torch import nn
 
 from lamina.data import DataLoaders
 from lamina.train import Callback, Learner
+from lamina.train.callbacks import with_precise_bn
 from lamina.train.optim import OptFactory, adamw
 from lamina.vision.augment import Normalize, imagenet_stats
 from lamina.vision.models import (
@@ -111,7 +112,7 @@ def vision_learner(
         lr=lr,
         wd=wd,
         metrics=metrics,
-        cbs=cbs,
+        cbs=with_precise_bn(model, cbs),
         splitter=vision_splitter,
         path=path,
     )

@@ -22,6 +22,7 @@ from torch import Tensor, nn
 from lamina.core import register_model
 from lamina.data import DataLoaders
 from lamina.train import Callback, Learner
+from lamina.train.callbacks import with_precise_bn
 from lamina.train.optim import OptFactory, adamw
 from lamina.vision.augment import imagenet_stats
 from lamina.vision.learner import add_normalize, input_channels
@@ -286,7 +287,7 @@ def unet_learner(
         lr=lr,
         wd=wd,
         metrics=metrics,
-        cbs=cbs,
+        cbs=with_precise_bn(model, cbs),
         splitter=unet_splitter,
         path=path,
     )

@@ -6,6 +6,7 @@ from lamina.train.callbacks.hardware import ChannelsLast, Compile
 from lamina.train.callbacks.loggers import CSVLogger, TensorBoardCallback
 from lamina.train.callbacks.lr_find import LRFinder, SuggestedLRs, lr_find, plot_lr_find
 from lamina.train.callbacks.mixup import CutMix, MixUp
+from lamina.train.callbacks.precise_bn import PreciseBN, refresh_batchnorm, with_precise_bn
 from lamina.train.callbacks.precision import MixedPrecision
 from lamina.train.callbacks.progress import ProgressCallback
 from lamina.train.callbacks.recorder import Recorder
@@ -33,6 +34,7 @@ __all__ = [
     "MixedPrecision",
     "NonFiniteLossError",
     "ParamScheduler",
+    "PreciseBN",
     "ProgressCallback",
     "Recorder",
     "ResumeCallback",
@@ -45,4 +47,6 @@ __all__ = [
     "lr_find",
     "one_cycle_scheduler",
     "plot_lr_find",
+    "refresh_batchnorm",
+    "with_precise_bn",
 ]
