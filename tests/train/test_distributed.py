@@ -256,7 +256,10 @@ def test_ranks_match_one_process_on_combined_batches(run: Any, tmp_path: Path) -
             torch.tensor(r["losses"]), torch.tensor(single.recorder.losses), atol=1e-5, rtol=0
         )
         torch.testing.assert_close(
-            torch.tensor(r["validate"]), torch.tensor(single.validate()), atol=1e-5, rtol=0
+            torch.tensor(list(r["validate"].values())),
+            torch.tensor(list(single.validate().values())),
+            atol=1e-5,
+            rtol=0,
         )
 
 

@@ -377,7 +377,26 @@ def test_validate_returns_loss_and_metrics() -> None:
     y = torch.stack([y for _, y in _data(N_VALID, 1)])
     with torch.no_grad():
         out = learn.model(x)
-    assert res == pytest.approx([F.cross_entropy(out, y).item(), (out.argmax(1) == y).float().mean().item()])
+    expected = {
+        "valid_loss": F.cross_entropy(out, y).item(),
+        "accuracy": (out.argmax(1) == y).float().mean().item(),
+    }
+    assert res == pytest.approx(expected)
+    assert learn.recorder.last_valid == pytest.approx(list(expected.values()))
+
+
+def test_the_learner_validates_and_reports_by_name_without_any_callback() -> None:
+    """The Learner owns its metrics: with default_cbs=False (no Recorder) validate still reports."""
+    learn = make_learner(default_cbs=False)
+    assert learn.cbs == [] and learn.recorder is None
+    learn.fit(2)
+    res = learn.validate()
+    assert set(res) == {"valid_loss", "accuracy"} and 0 <= res["accuracy"] <= 1
+    assert res == learn.last_metrics and res["valid_loss"] == pytest.approx(learn.validate()["valid_loss"])
+    x = torch.stack([x for x, _ in _data(N_VALID, 1)])
+    y = torch.stack([y for _, y in _data(N_VALID, 1)])
+    with torch.no_grad():
+        assert res["accuracy"] == pytest.approx((learn.model(x).argmax(1) == y).float().mean().item())
 
 
 def test_get_preds_shapes_and_order() -> None:
@@ -498,7 +517,6 @@ def test_a_non_finite_loss_ends_the_fit_with_an_error_that_names_the_batch() -> 
     assert len(learn.recorder.values) == 1  # the first epoch was logged, nothing after the bad one
     learn.remove_cb(PoisonAt)
     assert learn.lr_find(num_it=20).valley > 0  # lr_find diverges on purpose and still suggests
-
 
 
 def test_a_single_class_is_refused_before_training() -> None:

@@ -39,6 +39,7 @@ from lamina.train.optim import (
     norm_and_bias_params,
     spread_lr,
 )
+from lamina.train.validation import ValidationTally
 
 if TYPE_CHECKING:
     from accelerate import Accelerator
@@ -149,6 +150,9 @@ class Learner:
         self.wd_bn_bias, self.train_bn = wd_bn_bias, train_bn
         self.splitter = splitter
         self.metrics: list[Metric] = [as_metric(m) for m in _as_list(metrics)]
+        # the last validation's results by name ({"valid_loss": ..., "accuracy": ...}); {} without targets
+        self.last_metrics: dict[str, float] = {}
+        self._tally: ValidationTally | None = None
         self.path, self.model_dir = Path(path), Path(model_dir)
         self.opt: torch.optim.Optimizer | None = None
         # loop state, read and written by callbacks
@@ -430,10 +434,14 @@ class Learner:
             self.train_iter += 1
 
     def _do_validate(self) -> None:
+        self.last_metrics, self._tally = {}, ValidationTally(self.metrics)
         with torch.no_grad():
             for i, b in enumerate(self.dl):
                 self.iter = i
                 self._one_batch(b)
+        sharded = self._dist is not None and self._dist.is_sharded(self.dl)
+        self.last_metrics = self._tally.results(self._dist if sharded else None)
+        self._tally = None
 
     def _one_batch(self, b: tuple[Tensor, ...]) -> None:
         n = self.dls.n_inp
@@ -452,6 +460,8 @@ class Learner:
         self.loss = self.loss_func(self.pred, *self.yb)
         self("after_loss")
         if not self.training:
+            if self._tally is not None:
+                self._tally.add(self.pred, self.yb, self.loss)
             return
         self("before_backward")
         self.loss.backward()
@@ -562,14 +572,14 @@ class Learner:
         return lr_find(self, start_lr=start_lr, end_lr=end_lr, num_it=num_it, stop_div=stop_div)
 
     # -- evaluation and prediction ---------------------------------------------------------------------------
-    def validate(self, dl: AnyLoader | None = None) -> list[float]:
-        """[valid loss, *metrics] on `dl` (the validation set by default); [] when `dl` has no targets."""
+    def validate(self, dl: AnyLoader | None = None) -> dict[str, float]:
+        """The loss and metrics on `dl` (the validation set by default), by name:
+        `{"valid_loss": 0.12, "accuracy": 0.97}`; `{}` when `dl` has no targets. Needs no callback."""
         try:
             self._run_validate(dl if dl is not None else self.dls.valid)
         finally:
             self._release_batch()
-        rec = self.recorder
-        return list(rec.last_valid) if rec is not None else []
+        return dict(self.last_metrics)
 
     def get_preds(
         self,

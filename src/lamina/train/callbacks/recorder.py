@@ -66,14 +66,6 @@ class Recorder(Callback):
             self._batch_losses = [torch.tensor(v, device=dev) for v in losses]
             self._batch_bs, self._resumed_batches = list(sizes), None
 
-    def before_validate(self) -> None:
-        self._va_sum: torch.Tensor | float = 0.0
-        self._va_n = 0
-        self._va_losses: list[torch.Tensor] = []
-        self._va_bs: list[int] = []
-        for m in self.learn.metrics:
-            m.reset()
-
     def after_batch(self) -> None:
         learn = self.learn
         if not learn.yb:
@@ -89,11 +81,6 @@ class Recorder(Callback):
             mom = g["betas"][0] if "betas" in g else g.get("momentum")
             if mom is not None:
                 self.moms.append(float(mom))
-        else:
-            self._va_losses.append(loss)
-            self._va_bs.append(bs)
-            for m in learn.metrics:
-                m.accumulate(learn.pred, learn.yb[0] if len(learn.yb) == 1 else torch.stack(learn.yb))
 
     def after_train(self) -> None:
         # one sync per epoch: move this epoch's batch losses to the host together
@@ -131,20 +118,9 @@ class Recorder(Callback):
         )
 
     def after_validate(self) -> None:
-        learn = self.learn
-        dist = learn._dist
-        if self._va_losses:
-            self._va_sum = _weighted_sum(torch.stack(self._va_losses).float(), self._va_bs)
-            self._va_n = sum(self._va_bs)
-            self._va_losses, self._va_bs = [], []
-        if dist is not None and dist.world > 1 and dist.is_sharded(learn.dl):
-            self._va_sum = dist.all_reduce_sum(self._va_sum)
-            self._va_n = int(dist.all_reduce_sum(self._va_n).item())
-            if self._va_n:
-                for m in learn.metrics:
-                    dist.reduce_metric(m)
-        valid_loss = float(self._va_sum / self._va_n) if self._va_n else float("nan")
-        self.last_valid = [valid_loss, *[float(m.value()) for m in learn.metrics]] if self._va_n else []
+        # the Learner computed the results (and reduced them across processes); the Recorder keeps them
+        res, names = self.learn.last_metrics, [m.name for m in self.learn.metrics]
+        self.last_valid = [res["valid_loss"], *[res[n] for n in names]] if res else []
 
     def after_epoch(self) -> None:
         train_loss = float(self._tr_sum / self._tr_n) if self._tr_n else float("nan")
