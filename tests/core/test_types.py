@@ -94,3 +94,16 @@ def test_retain_and_strip_type() -> None:
     assert type(s) is torch.Tensor and s.data_ptr() == img.data_ptr()  # a view, no copy
     assert strip_type(3) == 3
     assert issubclass(TensorImageBW, TensorImage) and issubclass(TensorImage, TensorBase)
+
+
+def test_targets_drawn_over_their_input_say_so() -> None:
+    """show_results reads this flag instead of naming vision's types: a new application's type sets it."""
+    from lamina.core import TensorBase, TensorBBox, TensorCategory, TensorMask, TensorPoint
+
+    assert all(t.draws_over_input for t in (TensorMask, TensorPoint, TensorBBox))
+    assert not TensorCategory.draws_over_input and not TensorBase.draws_over_input
+
+    class TensorHeatmap(TensorBase):
+        draws_over_input = True
+
+    assert TensorHeatmap.draws_over_input

@@ -69,7 +69,13 @@ def value_title(x: Any, max_values: int = 6) -> str:
 
 
 class TensorBase(torch.Tensor):
-    """Base of lamina's semantic tensor types; `show` draws the value on a matplotlib Axes."""
+    """Base of lamina's semantic tensor types; `show` draws the value on a matplotlib Axes.
+
+    `draws_over_input`: a target drawn as a picture over its input (a mask, points, boxes), so results
+    show target and prediction side by side rather than the prediction as a title.
+    """
+
+    draws_over_input: ClassVar[bool] = False
 
     def show(self, ctx: Axes | None = None, title: str | None = None) -> Axes:
         ax = new_axes(ctx)
@@ -107,6 +113,8 @@ class TensorImageBW(TensorImage):
 class TensorMask(TensorBase):
     """A segmentation mask as an (H, W) tensor of class codes; shown over the image, half transparent."""
 
+    draws_over_input = True
+
     def show(self, ctx: Axes | None = None, title: str | None = None) -> Axes:
         ax = new_axes(ctx)
         m = self.as_subclass(torch.Tensor).detach().cpu()
@@ -127,6 +135,8 @@ class TensorMultiCategory(TensorBase):
 class TensorPoint(TensorBase):
     """Points as an (N, 2) tensor of (x, y): pixel coordinates, or [-1, 1] once scaled for the model."""
 
+    draws_over_input = True
+
     def show(self, ctx: Axes | None = None, title: str | None = None) -> Axes:
         ax = new_axes(ctx)
         p = self.as_subclass(torch.Tensor).detach().cpu().reshape(-1, 2)
@@ -137,6 +147,8 @@ class TensorPoint(TensorBase):
 
 class TensorBBox(TensorBase):
     """Boxes as an (N, 4) tensor of (x1, y1, x2, y2)."""
+
+    draws_over_input = True
 
     def show(self, ctx: Axes | None = None, title: str | None = None) -> Axes:
         from matplotlib import patches

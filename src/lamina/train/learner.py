@@ -15,7 +15,6 @@ from typing import TYPE_CHECKING, Any
 import torch
 from torch import Tensor, nn
 
-from lamina.core import TensorBBox, TensorMask, TensorPoint
 from lamina.data import CrossEntropyLossFlat, DataLoader, DataLoaders
 from lamina.train.callback import (
     CANCEL_EVENTS,
@@ -658,7 +657,7 @@ class Learner:
         inp, _, targs, dec = self.get_preds(dl=[b], with_input=True, with_decoded=True)
         actual = dl.decode_batch((*inp[:n], targs), max_n=max_n)
         predicted = dl.decode_batch((*inp[:n], dec), max_n=max_n)
-        if len(dl.batch_types) > n and issubclass(dl.batch_types[n], TensorMask | TensorPoint | TensorBBox):
+        if len(dl.batch_types) > n and getattr(dl.batch_types[n], "draws_over_input", False):
             # pictures as targets: target and prediction side by side, each drawn over its input
             pairs = [it for pair in zip(actual, predicted, strict=True) for it in pair]
             return show_items(pairs, ncols=2, titles=["target", "prediction"] * len(actual), figsize=figsize)
