@@ -14,6 +14,7 @@ from torch import Tensor
 
 from lamina.train.metrics._core import (
     _ACTIVATIONS,
+    DistSyncFn,
     Metric,
     MetricFunc,
     _acc_dtype,
@@ -42,7 +43,42 @@ __all__ = ["AccumMetric", "AvgMetric", "Perplexity", "R2Score", "RocAuc", "as_me
 # running means: AvgMetric, mse / rmse / mae, Perplexity
 
 
-class AvgMetric(_Backed):
+class _Mean(Metric):
+    """A running `total / count` on the device, in lamina itself: the plain metric functions (accuracy...)
+    need no torchmetrics, whose import costs ~2.5 s on top of torch. `sync` sums the two over processes."""
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+        self._sums: Tensor | None = None  # (total, count)
+
+    def reset(self) -> None:
+        self._sums = None
+
+    def _add(self, total: Tensor, count: Tensor | int) -> None:
+        if self._sums is None:
+            self._sums = torch.zeros(2, dtype=_acc_dtype(total.device), device=total.device)
+        self._sums[0] += total.detach().to(self._sums.dtype)
+        self._sums[1] += count
+
+    def _mean(self) -> Tensor | None:
+        return None if self._sums is None or self._sums[1] == 0 else self._sums[0] / self._sums[1]
+
+    def sync(self, dist_sync_fn: DistSyncFn | None = None) -> None:
+        if self._sums is None:
+            raise RuntimeError(
+                f"{self.name}: sync() was called before any batch, so there is no state to combine. "
+                "help: every process needs at least one validation batch"
+            )
+        if dist_sync_fn is not None:
+            self._sums = torch.stack(dist_sync_fn(self._sums, None)).sum(0)
+            return
+        import torch.distributed as dist
+
+        if dist.is_available() and dist.is_initialized():
+            dist.all_reduce(self._sums)
+
+
+class AvgMetric(_Mean):
     """A function that is a mean over the batch, averaged over the validation set weighted by batch size.
 
     >>> m = AvgMetric(mae)
@@ -57,17 +93,14 @@ class AvgMetric(_Backed):
         self.func = func
         super().__init__(name or _func_name(func))
 
-    def _build(self, pred: Tensor, targ: Tensor) -> TorchmetricsMetric:
-        return _tm_states().WeightedMean(_acc_dtype(pred.device))
-
     def accumulate(self, pred: Tensor, targ: Tensor) -> None:
         _check_batch(pred, targ, self.name)
         bs = targ.shape[0]
         out = torch.as_tensor(self.func(pred, targ), device=pred.device)
-        self._state(pred, targ).update(out * bs, bs)
+        self._add(out * bs, bs)
 
     def value(self) -> float:
-        out = self._computed()
+        out = self._mean()
         return math.nan if out is None else _to_float(out, self.name)
 
 
@@ -100,7 +133,7 @@ class _RegressionError(_Backed):
         return math.nan if out is None else _to_float(out, self.name)
 
 
-class Perplexity(_Backed):
+class Perplexity(_Mean):
     """exp of the cross entropy averaged over every token of the validation set.
 
     Takes (B, T, V) logits with (B, T) token ids, or (N, V) with (N,); targets equal to `ignore_index`
@@ -112,19 +145,16 @@ class Perplexity(_Backed):
         self.ignore_index = ignore_index
         super().__init__(name)
 
-    def _build(self, pred: Tensor, targ: Tensor) -> TorchmetricsMetric:
-        return _tm_states().WeightedMean(_acc_dtype(pred.device))
-
     def accumulate(self, pred: Tensor, targ: Tensor) -> None:
         _check_batch(pred, targ, self.name)
         d = _class_dim(pred, targ, self.name)
         logits = pred.movedim(d, -1).reshape(-1, pred.shape[d]).float()  # (N, V)
         tokens = targ.reshape(-1).long()  # (N,)
         ce = F.cross_entropy(logits, tokens, ignore_index=self.ignore_index, reduction="sum")
-        self._state(pred, targ).update(ce, (tokens != self.ignore_index).sum())
+        self._add(ce, (tokens != self.ignore_index).sum())
 
     def value(self) -> float:
-        out = self._computed()
+        out = self._mean()
         return math.nan if out is None else math.exp(_to_float(out, self.name))
 
 
