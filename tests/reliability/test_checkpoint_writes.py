@@ -32,6 +32,8 @@ _WRITER = textwrap.dedent(
         def w(tmp):
             save_file({"model.w": torch.full((256, 1024), float(step))}, tmp, metadata=meta)
             if mode == "die-in-write" and step > 0:
+                # a writer's own scratch file beside its output (safetensors' Rust writer makes .tmpXXXXXX)
+                open(os.path.join(os.path.dirname(tmp), ".tmpWRITER"), "w").close()
                 os.kill(os.getpid(), signal.SIGKILL)  # the temp file is whole but never renamed
         return w
 

@@ -4,13 +4,16 @@ from __future__ import annotations
 
 import os
 import secrets
+import shutil
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 __all__ = ["atomic_write_bytes", "remove_stale_temps"]
 
-_TMP_TAG = ".lamina-tmp-"  # in every temporary file's name: `.<target>.lamina-tmp-<pid>-<random>`
+# every write happens in a private folder `.<target>.lamina-tmp-<pid>-<random>/`, so the temporary files a
+# writer makes for itself (safetensors' Rust writer leaves `.tmpXXXXXX` when killed) are cleaned up with it
+_TMP_TAG = ".lamina-tmp-"
 
 
 def _temp_name(path: Path) -> Path:
@@ -42,7 +45,10 @@ def remove_stale_temps(path: Path) -> list[Path]:
         if pid.isdigit() and _pid_alive(int(pid)):
             continue  # a write in progress in another process
         try:
-            p.unlink()
+            if p.is_dir() and not p.is_symlink():
+                shutil.rmtree(p)
+            else:
+                p.unlink()
             removed.append(p)
         except OSError:
             pass
@@ -69,27 +75,29 @@ def atomic_write_bytes(path: Path, write: Callable[[str], Any]) -> None:
     """Call `write(tmp_path)`, flush it to disk, then rename it to `path`: readers (and a run interrupted
     by Ctrl-C or a crash) never see half a file, and the previous file stays until the new one is whole.
 
-    The file gets the usual permissions (0o666 less the umask); the temporary files of earlier writes that
-    were killed (`.<name>.lamina-tmp-<pid>-<random>`) are removed first; the folder is synced after the
+    `write` writes into a private folder (`.<name>.lamina-tmp-<pid>-<random>/<name>`), so whatever temporary
+    files it makes itself go with it. The file gets the usual permissions (0o666 less the umask); the
+    folders of earlier writes that were killed are removed first; the parent folder is synced after the
     rename, so the new name survives a power cut too."""
     path.parent.mkdir(parents=True, exist_ok=True)
     remove_stale_temps(path)
-    while True:  # a fresh name, created with the usual permissions (umask), unlike mkstemp's 0600
-        tmp = _temp_name(path)
+    while True:  # a fresh private folder for this write
+        folder = _temp_name(path)
         try:
-            os.close(os.open(tmp, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o666))
+            folder.mkdir()
             break
         except FileExistsError:
             continue
-    mode = tmp.stat().st_mode & 0o777  # 0o666 & ~umask, read without changing the process's umask
+    tmp = folder / path.name  # the same name (and suffix) as the target
     try:
+        # created with the usual permissions (umask), unlike mkstemp's 0600
+        os.close(os.open(tmp, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o666))
+        mode = tmp.stat().st_mode & 0o777  # 0o666 & ~umask, read without changing the process's umask
         write(str(tmp))
         os.chmod(tmp, mode)  # writers that make a new file (safetensors) create it 0600
         with open(tmp, "rb+") as f:
             os.fsync(f.fileno())
         os.replace(tmp, path)
-    except BaseException:
-        if tmp.exists():
-            tmp.unlink()
-        raise
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
     _fsync_dir(path.parent)
