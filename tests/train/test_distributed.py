@@ -104,6 +104,13 @@ WORKER = textwrap.dedent(
     weights(learn, "e")
 
     (out / f"rank{rank}.json").write_text(json.dumps(res))
+    # leave together: a rank whose peer has already exited can abort in gloo's teardown ("terminate called
+    # without an active exception"), which a launcher would report as a failed run
+    import torch.distributed as dist
+
+    if dist.is_initialized():
+        dist.barrier()
+        dist.destroy_process_group()
     """
 )
 
