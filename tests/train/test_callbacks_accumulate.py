@@ -162,3 +162,29 @@ def test_gradient_clip_sees_unscaled_gradients_under_fp16() -> None:
 def test_gradient_clip_refuses_a_non_positive_bound() -> None:
     with pytest.raises(ValueError, match="help:"):
         GradientClip(max_norm=0.0)
+
+
+def test_precision_accumulation_and_clipping_compose_in_any_order() -> None:
+    """Each fills in its part of the Learner's step (autocast/scaler, loss weight and step_now, unscaled
+    gradients); none knows the others, so every order of the three trains to the same weights."""
+    import itertools
+
+    results, steps = [], []
+    for orders in itertools.permutations([-10, 0, 10]):
+        mp, acc, clip, count = (
+            MixedPrecision("fp16"),
+            GradientAccumulation(n_acc=16),
+            GradientClip(0.05),
+            _CountSteps(),
+        )
+        for cb, order in zip((mp, acc, clip), orders, strict=True):
+            cb.order = order
+        learn = _learner(4, [mp, acc, clip, count], n=32)
+        learn.fit(2)
+        results.append([p.detach().clone() for p in learn.model.parameters()])
+        steps.append(count.steps)
+        assert clip.last_norm is not None and float(clip.last_norm) > 0.05  # clipping was active
+        assert max(learn.recorder.losses) < 10  # the real loss is logged, not the scaled one
+    assert steps[0] == 4 and len(set(steps)) == 1  # 64 samples, a step every 16
+    for other in results[1:]:
+        assert all(torch.equal(a, b) for a, b in zip(results[0], other, strict=True))

@@ -98,14 +98,16 @@ def test_bad_dtype_is_refused_at_construction() -> None:
 
 def test_fp16_scales_the_loss_but_logs_the_real_one() -> None:
     class SeeScaledLoss(Callback):
-        order = 35  # after MixedPrecision's before_backward
+        order = -5  # any order: the scale is the Learner's, applied in its backward
 
         def __init__(self) -> None:
             self.ratios: list[float] = []
 
         def before_backward(self) -> None:
-            mp = self.learn.get_cb(MixedPrecision)
-            self.ratios.append(float(self.learn.loss.detach()) / float(mp._real_loss.detach()))
+            scaler = self.learn.grad_scaler
+            assert scaler is not None
+            loss = self.learn.loss.detach()
+            self.ratios.append(float(scaler.scale(loss)) / float(loss))
 
     see, probe = SeeScaledLoss(), _Probe()
     learn = _learner([MixedPrecision(dtype="fp16"), see, probe])

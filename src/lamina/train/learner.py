@@ -163,6 +163,12 @@ class Learner:
         self.yb: tuple[Tensor, ...] = ()
         self.pred: Any = None
         self.loss: Tensor = torch.zeros(())
+        # the training step's contract with callbacks: each sets what it owns, none needs another's order
+        self.autocast: contextlib.AbstractContextManager[Any] | None = None  # around forward + loss
+        self.grad_scaler: torch.amp.GradScaler | None = None  # fp16 loss scaling for backward and step
+        self.loss_weight = 1.0  # backward runs on loss * loss_weight (gradient accumulation); per batch
+        self.step_now = True  # False skips this batch's optimizer step (accumulation); per batch
+        self._unscaled = False
         self.cbs: list[Callback] = []
         self._events: dict[str, list[tuple[Callback, Callable[[], None], bool]]] = {}
         self._dist: DistributedRun | None = None
@@ -394,6 +400,7 @@ class Learner:
             self.n_epoch, self.start_epoch, self.start_iter = n_epoch, start_epoch, 0
             self.n_iter = self.n_batches(self.dls.train)
             self.train_iter = start_epoch * self.n_iter
+            self.autocast, self.grad_scaler = None, None  # set again by the callbacks of this fit
             try:
                 self._with_events(self._do_fit, "fit", CancelFit)
             finally:
@@ -452,24 +459,44 @@ class Learner:
         if not self.training and self._dist is not None:
             # validation shards differ in length: forward without DDP, whose forward may communicate
             model = self._dist.local_model(model)
-        self.pred = model(*self.xb)
-        self("after_pred")
-        if not self.yb:
-            return
-        self.loss = self.loss_func(self.pred, *self.yb)
-        self("after_loss")
+        self.loss_weight, self.step_now, self._unscaled = 1.0, True, False
+        with self.autocast if self.autocast is not None else contextlib.nullcontext():
+            self.pred = model(*self.xb)
+            self("after_pred")
+            if not self.yb:
+                return
+            self.loss = self.loss_func(self.pred, *self.yb)
+            self("after_loss")
         if not self.training:
             if self._tally is not None:
                 self._tally.add(self.pred, self.yb, self.loss)
             return
         self("before_backward")
-        self.loss.backward()
+        self.backward()
         self("after_backward")
-        self._with_events(self._do_step, "step", CancelStep)
+        if self.step_now:
+            self._with_events(self._do_step, "step", CancelStep)
+
+    def backward(self) -> None:
+        """Backward of `loss * loss_weight`, through `grad_scaler` when one is set (fp16); `loss` itself
+        stays the real loss, the one the Recorder logs."""
+        loss = self.loss * self.loss_weight if self.loss_weight != 1.0 else self.loss
+        (self.grad_scaler.scale(loss) if self.grad_scaler is not None else loss).backward()
+
+    def unscale_grads(self) -> None:
+        """Divide the gradients by the fp16 loss scale now (once per step; a no-op without a scaler), for
+        callbacks that read or change gradients in before_step (clipping, norms)."""
+        if self.grad_scaler is not None and not self._unscaled:
+            self.grad_scaler.unscale_(self.ensure_opt())
+            self._unscaled = True
 
     def _do_step(self) -> None:
         opt = self.ensure_opt()
-        opt.step()
+        if self.grad_scaler is not None:
+            self.grad_scaler.step(opt)  # unscales unless unscale_grads() did; skips inf/NaN gradients
+            self.grad_scaler.update()
+        else:
+            opt.step()
         opt.zero_grad(set_to_none=True)
 
     # -- schedules -------------------------------------------------------------------------------------------
@@ -574,6 +601,7 @@ class Learner:
     def validate(self, dl: AnyLoader | None = None) -> dict[str, float]:
         """The loss and metrics on `dl` (the validation set by default), by name:
         `{"valid_loss": 0.12, "accuracy": 0.97}`; `{}` when `dl` has no targets. Needs no callback."""
+        self.autocast = None  # a precision callback sets it again in before_validate
         try:
             self._run_validate(dl if dl is not None else self.dls.valid)
         finally:
@@ -598,6 +626,7 @@ class Learner:
 
         gather = GatherPreds(with_input=with_input, with_loss=with_loss)
         dl = dl if dl is not None else self.dls.valid
+        self.autocast = None  # a precision callback sets it again in before_validate
         with self.added_cbs([gather]):
             try:
                 self._run_validate(dl)

@@ -7,8 +7,7 @@ from typing import Any
 
 from torch import Tensor, nn
 
-from lamina.train.callback import Callback, CancelStep
-from lamina.train.callbacks.precision import MixedPrecision
+from lamina.train.callback import Callback
 
 __all__ = ["GradientAccumulation", "GradientClip"]
 
@@ -21,18 +20,18 @@ def _batch_size(xb: tuple[Tensor, ...], yb: tuple[Tensor, ...]) -> int:
 class GradientAccumulation(Callback):
     """Steps the optimizer once every `n_acc` samples, so small batches train like one batch of `n_acc`.
 
-    Each batch's loss is multiplied by `bs / n_acc` for backward (the Recorder still logs the real loss),
-    so with a loss that is a mean over items, the summed gradients equal those of one batch of `n_acc`
-    items. On the other batches it raises `CancelStep` in before_step, which skips `opt.step()` and the
-    `zero_grad` after it, so gradients add up. Samples left over at the end of an epoch carry into the
-    next one; a new `fit` starts from zero gradients.
+    Each batch's backward is weighted by `bs / n_acc` (`learn.loss_weight`; the Recorder still logs the
+    real loss), so with a loss that is a mean over items the summed gradients equal those of one batch of
+    `n_acc` items. On the other batches it sets `learn.step_now = False`: the Learner skips the step (and
+    the `zero_grad` after it), so gradients add up, and no other callback sees a step that did not happen.
+    Samples left over at the end of an epoch carry into the next one; a new `fit` starts from zero
+    gradients.
 
     Under DDP the gradients of non-stepping batches need no all-reduce: `_no_sync()` is the hook that
     returns the context to skip it (`learn.no_sync()` inside `learn.distributed()`, else `model.no_sync()`
     for a DistributedDataParallel model wrapped by hand), entered before backward and left after the batch.
     """
 
-    order = 10  # before GradientClip (20) and MixedPrecision (30): a cancelled step reaches neither
     run_valid = False
 
     def __init__(self, n_acc: int = 32) -> None:
@@ -43,8 +42,6 @@ class GradientAccumulation(Callback):
             )
         self.n_acc = n_acc
         self._count = 0
-        self._step_now = True
-        self._real_loss: Tensor | None = None
         self._can_skip_sync = False
         self._sync_off: AbstractContextManager[Any] | None = None
 
@@ -63,7 +60,7 @@ class GradientAccumulation(Callback):
 
     def before_fit(self) -> None:
         self._restore_sync()
-        self._count, self._step_now, self._real_loss = 0, True, None
+        self._count = 0
         learn = self.learn
         self._can_skip_sync = learn.accelerator is not None or callable(getattr(learn.model, "no_sync", None))
         learn.ensure_opt().zero_grad(set_to_none=True)
@@ -79,33 +76,28 @@ class GradientAccumulation(Callback):
         learn = self.learn
         bs = _batch_size(learn.xb, learn.yb)
         self._count += bs
-        self._step_now = self._count >= self.n_acc
-        self._real_loss = learn.loss
-        learn.loss = learn.loss * (bs / self.n_acc)
-        if not self._step_now and self._can_skip_sync:
+        step_now = self._count >= self.n_acc
+        learn.loss_weight *= bs / self.n_acc
+        learn.step_now = learn.step_now and step_now
+        if step_now:
+            self._count = 0
+        elif self._can_skip_sync:
             self._sync_off = self._no_sync()
             if self._sync_off is not None:
                 self._sync_off.__enter__()
 
-    def before_step(self) -> None:
-        if not self._step_now:
-            raise CancelStep
-        self._count = 0
-
     def after_batch(self) -> None:
         self._restore_sync()
-        if self._real_loss is not None:
-            self.learn.loss, self._real_loss = self._real_loss, None
 
 
 class GradientClip(Callback):
     """Clips the norm of all gradients to `max_norm` before each optimizer step.
 
-    Under fp16 `MixedPrecision` the gradients are unscaled first, so the bound applies to the true
-    gradients. `last_norm` keeps the norm before clipping (a device tensor: reading it waits for the device).
+    It asks the Learner for the true gradients first (`learn.unscale_grads()`: under fp16 loss scaling they
+    are divided by the scale), so the bound holds whatever precision callback is present and in whatever
+    order. `last_norm` keeps the norm before clipping (a device tensor: reading it waits for the device).
     """
 
-    order = 20  # after GradientAccumulation's decision (10), before MixedPrecision's fp16 step (30)
     run_valid = False
 
     def __init__(self, max_norm: float = 1.0, norm_type: float = 2.0) -> None:
@@ -116,14 +108,9 @@ class GradientClip(Callback):
             )
         self.max_norm, self.norm_type = float(max_norm), float(norm_type)
         self.last_norm: Tensor | None = None
-        self._mp: MixedPrecision | None = None
-
-    def before_fit(self) -> None:
-        self._mp = self.learn.get_cb(MixedPrecision)
 
     def before_step(self) -> None:
-        if self._mp is not None:
-            self._mp.unscale_grads()
+        self.learn.unscale_grads()
         self.last_norm = nn.utils.clip_grad_norm_(
             self.learn.model.parameters(), self.max_norm, norm_type=self.norm_type
         )

@@ -10,7 +10,7 @@ from typing import Any, Literal
 import torch
 from torch import Tensor
 
-from lamina.train.callback import Callback, CancelStep
+from lamina.train.callback import Callback
 
 __all__ = ["MixedPrecision", "PrecisionName"]
 
@@ -32,28 +32,15 @@ class MixedPrecision(Callback):
     """Runs the forward pass and the loss under `torch.autocast` in bfloat16 or float16.
 
     bf16 has float32's range and needs nothing else. fp16 overflows easily, so the loss is multiplied by a
-    dynamic scale (`torch.amp.GradScaler`) before backward and the step is skipped when a gradient
-    overflowed. The device type (cuda, cpu, ...) is read from the model's parameters.
+    dynamic scale (`torch.amp.GradScaler`) for backward and the step is skipped when a gradient overflowed.
+    The device type (cuda, cpu, ...) is read from the model's parameters.
 
-    How it sits in the loop (order 30; lower orders run first within an event):
-
-    - before_batch enters autocast; after_loss leaves it (so MixUp's loss, order 15, is still autocast),
-      or after_pred when the batch has no targets. after_cancel_batch, after_train, after_validate and
-      after_fit leave it too when a Cancel* skipped after_loss, so autocast never outlives the batch. (An
-      exception that is not a Cancel* leaves it on until the next `fit`.)
-    - In validation, half-precision predictions become float32 in after_pred, so metrics sum in float32.
-    - fp16 only: before_backward replaces `learn.loss` by the scaled loss and after_backward puts the real
-      loss back (the Recorder logs the real one). before_step does `scaler.step(opt)` (which unscales,
-      and skips the step on inf/NaN gradients), `scaler.update()` and `zero_grad`, then raises
-      `CancelStep` so the Learner does not step a second time. A callback that must see the true
-      gradients before the step runs earlier in before_step and calls `unscale_grads()` first, as
-      `GradientClip` (order 20) does; `GradientAccumulation` (order 10) cancels non-stepping steps before
-      either, so the scaled gradients accumulate untouched. Callbacks with an order above 30 get no
-      before_step under fp16 (after_step still runs).
-    - bf16 pays three no-op calls per step for the fp16 events.
+    It only fills in the Learner's step contract: `learn.autocast` (entered by the Learner around forward and
+    loss, so a cancelled batch cannot leave it on) and, for fp16, `learn.grad_scaler` (used by the
+    Learner's backward and step; `learn.unscale_grads()` gives other callbacks the true gradients). In
+    validation, half-precision predictions become float32 so metrics sum in float32. No other callback
+    needs to know it is there, and its `order` does not matter.
     """
-
-    order = 30
 
     def __init__(self, dtype: PrecisionName = "bf16") -> None:
         if dtype not in _DTYPES:
@@ -65,11 +52,7 @@ class MixedPrecision(Callback):
         self.scaler: torch.amp.GradScaler | None = None
         self._autocast: torch.autocast | None = None
         self._device_type = ""
-        self._in_autocast = False
-        self._unscaled = False
-        self._real_loss: Tensor | None = None
 
-    # -- setup -----------------------------------------------------------------------------------------------
     def _setup(self) -> None:
         learn = self.learn
         param = next(learn.model.parameters(), None)
@@ -88,75 +71,18 @@ class MixedPrecision(Callback):
             self._device_type = device_type
             self._autocast = torch.autocast(device_type=device_type, dtype=_DTYPES[self.dtype])
             self.scaler = torch.amp.GradScaler(device_type) if self.dtype == "fp16" else None
-
-    def _leave(self) -> None:
-        if self._in_autocast and self._autocast is not None:
-            self._autocast.__exit__(None, None, None)
-            self._in_autocast = False
+        learn.autocast = self._autocast
 
     def before_fit(self) -> None:
-        self._leave()  # left on by an earlier run that ended in an exception
         self._setup()
-        self._unscaled, self._real_loss = False, None
+        self.learn.grad_scaler = self.scaler
 
     def before_validate(self) -> None:
-        if self._autocast is None:  # validate() / get_preds() before any fit
-            self._setup()
-
-    # -- autocast around forward and loss --------------------------------------------------------------------
-    def before_batch(self) -> None:
-        if self._autocast is not None and not self._in_autocast:
-            self._autocast.__enter__()
-            self._in_autocast = True
+        self._setup()  # also for validate() / get_preds() outside a fit
 
     def after_pred(self) -> None:
-        learn = self.learn
-        if not learn.training:
-            learn.pred = _to_float(learn.pred)
-        if not learn.yb:  # no loss follows (get_preds on unlabelled items)
-            self._leave()
-
-    def after_loss(self) -> None:
-        self._leave()
-
-    def after_cancel_batch(self) -> None:
-        self._leave()
-
-    def after_train(self) -> None:
-        self._leave()
-
-    def after_validate(self) -> None:
-        self._leave()
+        if not self.learn.training:
+            self.learn.pred = _to_float(self.learn.pred)
 
     def after_fit(self) -> None:
-        self._leave()
-
-    # -- fp16 loss scaling -----------------------------------------------------------------------------------
-    def before_backward(self) -> None:
-        if self.scaler is None:
-            return
-        self._real_loss = self.learn.loss
-        self.learn.loss = self.scaler.scale(self.learn.loss)
-
-    def after_backward(self) -> None:
-        if self._real_loss is not None:
-            self.learn.loss, self._real_loss = self._real_loss, None
-
-    def unscale_grads(self) -> None:
-        """Divide the gradients by the loss scale now (once per step; a no-op for bf16).
-
-        For callbacks that read or change gradients in before_step (clipping, logging norms).
-        """
-        if self.scaler is not None and not self._unscaled:
-            self.scaler.unscale_(self.learn.ensure_opt())
-            self._unscaled = True
-
-    def before_step(self) -> None:
-        if self.scaler is None:
-            return
-        opt = self.learn.ensure_opt()
-        self.scaler.step(opt)  # unscales unless unscale_grads() did; skips the step on inf/NaN gradients
-        self.scaler.update()
-        self._unscaled = False
-        opt.zero_grad(set_to_none=True)
-        raise CancelStep
+        self.learn.autocast, self.learn.grad_scaler = None, None
