@@ -136,8 +136,8 @@ def _is_private(name: str) -> bool:
 # `lamina._external` is a private package on purpose: torch-free downloads and archives that
 # data/external.py re-exports and that the CLI imports directly (so `lamina datasets` never loads torch)
 _SHARED_PRIVATE_PACKAGES = {"lamina._external"}
-# Learner._dist (the distributed run) is still read by a few callbacks: left to the redesign of distribution
-_PENDING = {"_dist"}
+# none left: callbacks ask `learn.run` (a DistributedRun or the single-process LocalRun) instead of `_dist`
+_PENDING: set[str] = set()
 
 
 def _has_private_part(module: str) -> bool:

@@ -350,3 +350,18 @@ def test_distributed_is_a_no_op_in_one_process(tmp_path: Path) -> None:
     ref.fit(1)
     for a, b in zip(learn.model.parameters(), ref.model.parameters(), strict=True):
         assert torch.equal(a, b)
+
+
+def test_a_run_says_once_whether_it_is_distributed(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`learn.run` answers for one process outside `distributed()`; entering it is said once on rank 0."""
+    pytest.importorskip("accelerate")
+    learn = make_learner(bs=8, path=tmp_path)
+    assert not learn.run.is_distributed and learn.run.world == 1 and learn.run.all_gather(torch.ones(1))
+    with learn.distributed():
+        assert learn.run.is_distributed and learn.run.is_main
+        learn.fit(2)
+    out = capsys.readouterr().out
+    assert out.count("lamina: data-parallel run over 1 process(es) on cpu") == 1
+    assert not learn.run.is_distributed

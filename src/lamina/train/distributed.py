@@ -45,7 +45,15 @@ if TYPE_CHECKING:
     from lamina.train.learner import Learner
     from lamina.train.metrics import Metric
 
-__all__ = ["DistributedRun", "env_world_size", "is_main_process", "unwrap_model"]
+__all__ = [
+    "LOCAL_RUN",
+    "DistributedRun",
+    "LocalRun",
+    "Run",
+    "env_world_size",
+    "is_main_process",
+    "unwrap_model",
+]
 
 _DTYPES = (
     torch.float32,
@@ -139,6 +147,12 @@ class DistributedRun:
         self.find_unused_parameters = find_unused_parameters
         self._shards: dict[int, _Shard] = {}
 
+    is_distributed = True
+
+    @property
+    def is_main(self) -> bool:
+        return self.rank == 0
+
     # -- entering and leaving --------------------------------------------------------------------------------
     @classmethod
     def start(cls, learn: Learner, find_unused_parameters: bool = False) -> DistributedRun:
@@ -162,6 +176,12 @@ class DistributedRun:
             seed = run._shared_seed()
             run._shard(learn.dls.train, even=True, seed=seed)
             run._shard(learn.dls.valid, even=False, seed=seed)
+        if run.is_main:  # said once, so a run is never distributed (or not) without the user knowing
+            print(
+                f"lamina: data-parallel run over {run.world} process(es) on {run.device.type} "
+                f"({acc.distributed_type}); bs is per process",
+                flush=True,
+            )
         return run
 
     def stop(self, learn: Learner) -> None:
@@ -365,3 +385,53 @@ def _move_opt_state(opt: torch.optim.Optimizer, device: torch.device) -> None:
         for k, v in st.items():
             if isinstance(v, Tensor) and v.device != device and k != "step":
                 st[k] = v.to(device)
+
+
+class LocalRun:
+    """The single-process stand-in for `DistributedRun`: the same questions and collectives, answered for one
+    process, so the Learner and callbacks ask `learn.run` without a distributed branch of their own."""
+
+    is_distributed = False
+    accelerator: Accelerator | None = None
+    rank, world = 0, 1
+
+    @property
+    def is_main(self) -> bool:
+        return is_main_process()  # a process a launcher started, outside learn.distributed()
+
+    def rewrap(self, learn: Learner) -> None:
+        """Nothing to re-wrap without DDP."""
+
+    def is_sharded(self, dl: Any) -> bool:
+        return False
+
+    def n_batches(self, dl: Any) -> int | None:
+        return None
+
+    def local_model(self, model: nn.Module) -> nn.Module:
+        return model
+
+    def sync_buffers(self, model: nn.Module) -> None:
+        """One process: its buffers are everyone's."""
+
+    def all_reduce_sum(self, t: Tensor | float) -> Tensor:
+        return torch.as_tensor(t, dtype=torch.float64 if not isinstance(t, Tensor) else None)
+
+    def all_gather(self, t: Tensor) -> list[Tensor]:
+        return [t]
+
+    def gather_preds(
+        self,
+        preds: Tensor,
+        targs: Tensor | tuple[Tensor, ...] | None,
+        inputs: tuple[Tensor, ...],
+        losses: Tensor | None,
+    ) -> tuple[Tensor, Tensor | tuple[Tensor, ...] | None, tuple[Tensor, ...], Tensor | None]:
+        return preds, targs, inputs, losses
+
+    def reduce_metric(self, m: Metric) -> None:
+        """One process: the metric's state is already the whole."""
+
+
+Run = DistributedRun | LocalRun
+LOCAL_RUN = LocalRun()

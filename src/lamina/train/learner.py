@@ -27,7 +27,7 @@ from lamina.train.callback import (
     CancelTrain,
     CancelValid,
 )
-from lamina.train.distributed import env_world_size, is_main_process, unwrap_model
+from lamina.train.distributed import LOCAL_RUN, Run, env_world_size, unwrap_model
 from lamina.train.metrics import Metric, as_metric
 from lamina.train.optim import (
     LrLike,
@@ -307,8 +307,7 @@ class Learner:
             for p in g:
                 p.requires_grad_(i >= n or id(p) in bn_ids)
         self.create_opt()
-        if self._dist is not None:  # DDP fixes the set of trainable parameters when it wraps the model
-            self._dist.rewrap(self)
+        self.run.rewrap(self)  # DDP fixes the set of trainable parameters when it wraps the model
 
     def freeze(self) -> None:
         """Train only the last group (the head)."""
@@ -344,14 +343,20 @@ class Learner:
             run.stop(self)
 
     @property
+    def run(self) -> Run:
+        """Where this process stands: the `DistributedRun` inside `learn.distributed()`, else a `LocalRun`
+        that answers the same questions (rank, world, collectives) for one process."""
+        return self._dist if self._dist is not None else LOCAL_RUN
+
+    @property
     def accelerator(self) -> Accelerator | None:
         """The Accelerate `Accelerator` inside `learn.distributed()`, else None."""
-        return self._dist.accelerator if self._dist is not None else None
+        return self.run.accelerator
 
     @property
     def is_main_process(self) -> bool:
         """True in a single process, and in the process of rank 0 of a distributed run."""
-        return self._dist.rank == 0 if self._dist is not None else is_main_process()
+        return self.run.is_main
 
     def no_sync(self) -> contextlib.AbstractContextManager[None]:
         """No gradient all-reduce for the backward passes inside (gradient accumulation's non-stepping
@@ -363,11 +368,8 @@ class Learner:
 
     def n_batches(self, dl: AnyLoader) -> int:
         """Batches in one pass over `dl` in this process (a shard of it in a distributed run)."""
-        if self._dist is not None:
-            n = self._dist.n_batches(dl)
-            if n is not None:
-                return n
-        return len(dl)  # type: ignore[arg-type]
+        n = self.run.n_batches(dl)
+        return n if n is not None else len(dl)  # type: ignore[arg-type]
 
     # -- the loop --------------------------------------------------------------------------------------------
     def fit(
@@ -420,8 +422,7 @@ class Learner:
         self.training = True
         self.model.train()
         self._with_events(self._do_train, "train", CancelTrain)
-        if self._dist is not None:
-            self._dist.sync_buffers(self.model)
+        self.run.sync_buffers(self.model)
         self._run_validate(self.dls.valid)
 
     def _run_validate(self, dl: AnyLoader) -> None:
@@ -445,8 +446,7 @@ class Learner:
             for i, b in enumerate(self.dl):
                 self.iter = i
                 self._one_batch(b)
-        sharded = self._dist is not None and self._dist.is_sharded(self.dl)
-        self.last_metrics = self._tally.results(self._dist if sharded else None)
+        self.last_metrics = self._tally.results(self.run if self.run.is_sharded(self.dl) else None)
         self._tally = None
 
     def _one_batch(self, b: tuple[Tensor, ...]) -> None:
@@ -456,9 +456,9 @@ class Learner:
 
     def _do_one_batch(self) -> None:
         model = self.model
-        if not self.training and self._dist is not None:
+        if not self.training:
             # validation shards differ in length: forward without DDP, whose forward may communicate
-            model = self._dist.local_model(model)
+            model = self.run.local_model(model)
         self.loss_weight, self.step_now, self._unscaled = 1.0, True, False
         with self.autocast if self.autocast is not None else contextlib.nullcontext():
             self.pred = model(*self.xb)
@@ -635,8 +635,8 @@ class Learner:
         preds, targs = gather.preds(), gather.targets()
         inputs = gather.inputs() if with_input else ()
         losses = gather.losses() if with_loss else None
-        if self._dist is not None and self._dist.is_sharded(dl):
-            preds, targs, inputs, losses = self._dist.gather_preds(preds, targs, inputs, losses)
+        if self.run.is_sharded(dl):
+            preds, targs, inputs, losses = self.run.gather_preds(preds, targs, inputs, losses)
         activation = act or getattr(self.loss_func, "activation", None)
         if activation is not None:
             preds = activation(preds)

@@ -15,7 +15,7 @@ from torch import Tensor
 from lamina.train.metrics import Metric
 
 if TYPE_CHECKING:
-    from lamina.train.distributed import DistributedRun
+    from lamina.train.distributed import Run
 
 __all__ = ["ValidationTally"]
 
@@ -37,7 +37,7 @@ class ValidationTally:
         for m in self.metrics:
             m.accumulate(pred, yb[0] if len(yb) == 1 else torch.stack(yb))
 
-    def results(self, dist: DistributedRun | None = None) -> dict[str, float]:
+    def results(self, dist: Run | None = None) -> dict[str, float]:
         """`{"valid_loss": ..., <metric name>: ...}`; `{}` when no batch had targets. With `dist`, every
         process takes part (even one that saw no batch) and all get the totals over the processes."""
         total: Tensor | float = 0.0

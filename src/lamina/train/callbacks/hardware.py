@@ -193,9 +193,9 @@ class Compile(Callback):
 
     def _decide(self) -> None:
         times = dict(self.step_times)
-        dist = self.learn._dist
-        if dist is not None:  # every process must make the same choice
-            times = {k: float(dist.all_reduce_sum(v)) for k, v in times.items()}
+        run = self.learn.run
+        if run.is_distributed:  # every process must make the same choice
+            times = {k: float(run.all_reduce_sum(v)) for k, v in times.items()}
             self.step_times = times
         eager = times[EAGER]
         best = min((m for m in times if m != EAGER), key=lambda m: times[m], default=EAGER)

@@ -84,21 +84,21 @@ class Recorder(Callback):
 
     def after_train(self) -> None:
         # one sync per epoch: move this epoch's batch losses to the host together
-        dist = self.learn._dist
+        run = self.learn.run
         if self._batch_losses:
             batch_losses = torch.stack(self._batch_losses).float()
             self._tr_sum, self._tr_n = _weighted_sum(batch_losses, self._batch_bs), sum(self._batch_bs)
             self._batch_bs = []
-            if dist is not None and dist.world > 1:  # every process makes the same number of steps
-                batch_losses = dist.all_reduce_sum(batch_losses) / dist.world
+            if run.world > 1:  # every process makes the same number of steps
+                batch_losses = run.all_reduce_sum(batch_losses) / run.world
             host = batch_losses.cpu().tolist()
             self.losses += host
             self._batch_losses = []
             if self.check_finite:
                 self._refuse_non_finite(host)
-        if dist is not None and dist.world > 1:
-            self._tr_sum = dist.all_reduce_sum(self._tr_sum)
-            self._tr_n = int(dist.all_reduce_sum(self._tr_n).item())
+        if run.world > 1:
+            self._tr_sum = run.all_reduce_sum(self._tr_sum)
+            self._tr_n = int(run.all_reduce_sum(self._tr_n).item())
 
     def _refuse_non_finite(self, losses: list[float]) -> None:
         bad = next((i for i, v in enumerate(losses) if not math.isfinite(v)), None)

@@ -90,7 +90,7 @@ class ResumeCallback(Callback):
     def _check_mid_epoch_possible(self) -> None:
         learn = self.learn
         dl = learn.dls.train
-        if learn._dist is not None or not isinstance(dl, DataLoader) or dl.seed is None:
+        if learn.run.is_distributed or not isinstance(dl, DataLoader) or dl.seed is None:
             raise ValueError(
                 "ResumeCallback: every_batches needs a seeded training loader in one process, so that an "
                 "epoch can be replayed from its middle (same order, same augmentation).\n"
@@ -114,7 +114,6 @@ class ResumeCallback(Callback):
         rng = _gather_rng(learn)  # a collective in a distributed run: every process takes part
         if not learn.is_main_process:
             return
-        dist = learn._dist
         train_epoch = _loader_epoch(learn.dls.train)
         if batches_done and train_epoch is not None:
             train_epoch -= 1  # its iteration over this epoch has begun: replaying it needs the epoch before
@@ -131,7 +130,7 @@ class ResumeCallback(Callback):
             "n_iter": learn.n_iter,
             "train_iter": learn.train_iter + (1 if batches_done else 0),
             "n_trainable": _n_trainable(learn),
-            "world_size": dist.world if dist is not None else 1,
+            "world_size": learn.run.world,
             "loaders": {"train": train_epoch, "valid": _loader_epoch(learn.dls.valid)},
             "callbacks": {
                 cb.name: cb.resume_state()  # type: ignore[attr-defined]
@@ -180,7 +179,7 @@ class ResumeCallback(Callback):
             load = getattr(cb, "load_resume_state", None)
             if callable(load) and cb.name in saved_cbs:
                 load(saved_cbs[cb.name])
-        _set_rng(tensors, learn._dist.rank if learn._dist is not None else 0)  # last: nothing draws after
+        _set_rng(tensors, learn.run.rank)  # last: nothing draws after
         self.resumed_from, self.resumed_at_batch = epoch, done
 
 
@@ -212,10 +211,10 @@ def _process_rng() -> dict[str, Tensor]:
 def _gather_rng(learn: Any) -> dict[str, Tensor]:
     """`rng.<kind>` tensors with one row per process."""
     mine = _process_rng()
-    dist = learn._dist
+    run = learn.run
     out = {}
     for k, t in mine.items():
-        rows = dist.all_gather(t.unsqueeze(0)) if dist is not None and dist.world > 1 else [t.unsqueeze(0)]
+        rows = run.all_gather(t.unsqueeze(0))
         out[f"rng.{k}"] = torch.cat([r.cpu() for r in rows])
     return out
 
