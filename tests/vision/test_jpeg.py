@@ -12,10 +12,10 @@ import torch
 import torchvision.ops
 from PIL import Image
 
-from lamina.core import BytesBatch, TensorBytes, TensorCategory, TensorImage, lookup_transform
+from lamina.core import TensorCategory, TensorImage, lookup_transform
 from lamina.data.loader import collate, to_device
 from lamina.vision import DecodeImage, ImageDataLoaders, RandomResizedCrop, Resize, vision_learner
-from lamina.vision.jpeg import DecodeJpegBatch, ReadBytes, gpu_jpeg_decoder
+from lamina.vision.jpeg import BytesBatch, DecodeJpegBatch, ReadBytes, TensorBytes, gpu_jpeg_decoder
 
 
 def _save(path: Path, arr: np.ndarray) -> Path:
@@ -198,3 +198,21 @@ def test_cuda_chooses_the_gpu_path_and_matches_the_cpu_decode(jpeg_folder: Path)
     assert xg.device.type == "cuda" and xg.shape == xc.shape == (6, 3, 32, 32)
     assert torch.equal(yg.cpu(), yc)
     assert (xg.cpu() - xc).abs().mean() < 0.02  # nvjpeg and libjpeg-turbo round the IDCT differently
+
+
+def test_the_bytes_types_live_in_vision_and_collate_through_the_type_hook() -> None:
+    """core knows no bytes type: TensorBytes brings its own batch (BytesBatch) through TensorBase.collate,
+    and an export written when the type lived in core still names a known type."""
+    import lamina.core
+    from lamina.train.export import _resolve_types
+
+    assert not hasattr(lamina.core, "TensorBytes") and TensorBytes.__module__ == "lamina.vision.jpeg"
+    b = collate(
+        [
+            (TensorBytes(torch.arange(3, dtype=torch.uint8)),),
+            (TensorBytes(torch.arange(5, dtype=torch.uint8)),),
+        ]
+    )
+    assert isinstance(b[0], BytesBatch) and to_device(b[0], "cpu").device == torch.device("cpu")
+    old = {"item": ["lamina.core.types.TensorBytes"], "batch": ["lamina.core.types.TensorImage"]}
+    assert _resolve_types(old, "test") == ((TensorBytes,), (TensorImage,))

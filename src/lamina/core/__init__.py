@@ -29,12 +29,10 @@ from lamina.core.transform import (
     encodes,
 )
 from lamina.core.types import (
-    BytesBatch,
     Category,
     MultiCategory,
     TensorBase,
     TensorBBox,
-    TensorBytes,
     TensorCategory,
     TensorImage,
     TensorImageBW,
@@ -48,7 +46,6 @@ from lamina.core.types import (
 )
 
 __all__ = [
-    "BytesBatch",
     "Category",
     "DisplayedTransform",
     "ItemTransform",
@@ -58,7 +55,6 @@ __all__ = [
     "Pipeline",
     "TensorBBox",
     "TensorBase",
-    "TensorBytes",
     "TensorCategory",
     "TensorImage",
     "TensorImageBW",

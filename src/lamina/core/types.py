@@ -14,12 +14,10 @@ if TYPE_CHECKING:
     from matplotlib.axes import Axes
 
 __all__ = [
-    "BytesBatch",
     "Category",
     "MultiCategory",
     "TensorBBox",
     "TensorBase",
-    "TensorBytes",
     "TensorCategory",
     "TensorImage",
     "TensorImageBW",
@@ -76,6 +74,12 @@ class TensorBase(torch.Tensor):
     """
 
     draws_over_input: ClassVar[bool] = False
+
+    @classmethod
+    def collate(cls, elems: list[torch.Tensor]) -> Any:
+        """A batch object of its own for items of this type, or None to stack them (the default). Items
+        that differ in length (encoded file bytes) return a list of their own kind."""
+        return None
 
     def show(self, ctx: Axes | None = None, title: str | None = None) -> Axes:
         ax = new_axes(ctx)
@@ -162,25 +166,6 @@ class TensorBBox(TensorBase):
 
 class TensorText(TensorBase):
     """Token ids of a text as a 1-d int64 tensor."""
-
-
-class TensorBytes(TensorBase):
-    """A file's encoded bytes (a 1-d uint8 tensor of any length), decoded later in batches on the device.
-
-    Collation keeps a batch of them as a `BytesBatch` list instead of stacking them (their lengths differ).
-    """
-
-
-class BytesBatch(list[torch.Tensor]):
-    """A batch of `TensorBytes` as a list of plain 1-d uint8 tensors, kept in host memory.
-
-    Decoders (nvjpeg included) read encoded bytes from the host, so moving the batch to a device leaves the
-    bytes where they are and records in `device` where the decoded batch belongs.
-    """
-
-    def __init__(self, tensors: Any = (), device: torch.device | None = None) -> None:
-        super().__init__(tensors)
-        self.device = device
 
 
 class Category(str):

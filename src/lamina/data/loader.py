@@ -19,9 +19,8 @@ import torch
 import torch.utils.data as tud
 
 from lamina.core import (
-    BytesBatch,
     Pipeline,
-    TensorBytes,
+    TensorBase,
     Transform,
     TransformsLike,
     owned_input,
@@ -129,8 +128,9 @@ def to_device(b: Any, device: torch.device | str | None, non_blocking: bool = Tr
         return b
     if isinstance(b, torch.Tensor):
         return b.to(device, non_blocking=non_blocking)
-    if isinstance(b, BytesBatch):  # encoded bytes stay in host memory, where decoders read them
-        return BytesBatch(b, device=torch.device(device))
+    move = getattr(b, "to_device", None)
+    if callable(move):  # a batch object that knows where it goes (encoded bytes stay on the host)
+        return move(torch.device(device))
     if isinstance(b, tuple | list):
         return type(b)(to_device(o, device, non_blocking) for o in b)
     return b
@@ -142,8 +142,10 @@ class ShapeMismatchError(RuntimeError):
 
 def _collate_one(k: int, elems: list[Any], describe: Callable[[int], str] | None = None) -> Any:
     e0 = elems[0]
-    if isinstance(e0, TensorBytes):  # ragged: one tensor per item, decoded as a batch later
-        return BytesBatch(e.as_subclass(torch.Tensor) for e in elems)
+    if isinstance(e0, TensorBase):
+        own = type(e0).collate(elems)  # a type with a batch of its own (ragged encoded bytes)
+        if own is not None:
+            return own
     if isinstance(e0, torch.Tensor):
         try:
             # one stack of the typed tensors, then one plain view: no per-item Python work on the fast path

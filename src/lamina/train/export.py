@@ -184,6 +184,10 @@ def _types_entry(dls: DataLoaders) -> dict[str, list[str]] | None:
     return entry if all(n in known for n in entry["item"] + entry["batch"]) else None
 
 
+# types that moved since files were written: the old name still loads (the bytes types went to vision)
+_RENAMED_TYPES = {"lamina.core.types.TensorBytes": "lamina.vision.jpeg.TensorBytes"}
+
+
 def _resolve_types(entry: Any, where: str) -> tuple[tuple[type, ...], tuple[type, ...]] | None:
     if entry is None:
         return None
@@ -193,6 +197,7 @@ def _resolve_types(entry: Any, where: str) -> tuple[tuple[type, ...], tuple[type
     ):
         raise ExportError(f"{where}: malformed data.types {entry!r}.\nhelp: {_NOT_OURS}")
     known = _known_types()
+    entry = {k: [_RENAMED_TYPES.get(n, n) for n in entry[k]] for k in ("item", "batch")}
     unknown = [n for n in entry["item"] + entry["batch"] if n not in known]
     if unknown:
         raise ExportError(

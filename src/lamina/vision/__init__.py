@@ -29,7 +29,14 @@ from lamina.vision.core import (
 )
 from lamina.vision.data import ImageDataLoaders
 from lamina.vision.item_tfms import CropPad, RandomResizedCrop, Resize
-from lamina.vision.jpeg import DecodeJpegBatch, JpegImageBlock, ReadBytes, gpu_jpeg_decoder
+from lamina.vision.jpeg import (
+    BytesBatch,
+    DecodeJpegBatch,
+    JpegImageBlock,
+    ReadBytes,
+    TensorBytes,
+    gpu_jpeg_decoder,
+)
 from lamina.vision.learner import vision_learner
 from lamina.vision.models import create_body, create_head, create_vision_model
 from lamina.vision.segmentation import SegmentationDataLoaders, show_segmentation_results
@@ -40,6 +47,7 @@ __all__ = [
     "BBoxLblBlock",
     "BBoxPad",
     "Brightness",
+    "BytesBatch",
     "Contrast",
     "CropPad",
     "DecodeImage",
@@ -65,6 +73,7 @@ __all__ = [
     "Rotate",
     "Saturation",
     "SegmentationDataLoaders",
+    "TensorBytes",
     "TensorImage",
     "TensorImageBW",
     "TensorMask",

@@ -20,10 +20,9 @@ import numpy as np
 import torch
 
 from lamina.core import (
-    BytesBatch,
     DisplayedTransform,
     ItemTransform,
-    TensorBytes,
+    TensorBase,
     TensorImage,
     Transform,
     register_transform,
@@ -35,12 +34,41 @@ from lamina.vision.item_tfms import RandomResizedCrop, Resize
 
 __all__ = [
     "JPEG_EXTENSIONS",
+    "BytesBatch",
     "DecodeJpegBatch",
     "JpegCropMode",
     "JpegImageBlock",
     "ReadBytes",
+    "TensorBytes",
     "gpu_jpeg_decoder",
 ]
+
+
+class TensorBytes(TensorBase):
+    """A file's encoded bytes (a 1-d uint8 tensor of any length), decoded later in batches on the device.
+
+    Collation keeps a batch of them as a `BytesBatch` list instead of stacking them (their lengths differ).
+    """
+
+    @classmethod
+    def collate(cls, elems: list[torch.Tensor]) -> BytesBatch:
+        return BytesBatch(e.as_subclass(torch.Tensor) for e in elems)
+
+
+class BytesBatch(list[torch.Tensor]):
+    """A batch of `TensorBytes` as a list of plain 1-d uint8 tensors, kept in host memory.
+
+    Decoders (nvjpeg included) read encoded bytes from the host, so moving the batch to a device leaves the
+    bytes where they are and records in `device` where the decoded batch belongs.
+    """
+
+    def __init__(self, tensors: Any = (), device: torch.device | None = None) -> None:
+        super().__init__(tensors)
+        self.device = device
+
+    def to_device(self, device: torch.device) -> BytesBatch:
+        return BytesBatch(self, device=device)
+
 
 JPEG_EXTENSIONS: frozenset[str] = frozenset({".jpg", ".jpeg"})
 JpegCropMode = Literal["random_resized", "resize", "squish"]
