@@ -23,6 +23,7 @@ from lamina.train.metrics._core import (
     _class_dim,
     _flat_pair,
     _func_name,
+    _nothing_to_sync,
     _shape,
     _snake,
     _tm_states,
@@ -65,10 +66,7 @@ class _Mean(Metric):
 
     def sync(self, dist_sync_fn: DistSyncFn | None = None) -> None:
         if self._sums is None:
-            raise RuntimeError(
-                f"{self.name}: sync() was called before any batch, so there is no state to combine. "
-                "help: every process needs at least one validation batch"
-            )
+            raise _nothing_to_sync(self.name)
         if dist_sync_fn is not None:
             self._sums = torch.stack(dist_sync_fn(self._sums, None)).sum(0)
             return

@@ -121,13 +121,18 @@ class _Backed(Metric):
 
     def sync(self, dist_sync_fn: DistSyncFn | None = None) -> None:
         if self._tm is None:
-            raise RuntimeError(
-                f"{self.name}: sync() was called before any batch, so there is no state to combine. "
-                "help: every process needs at least one validation batch"
-            )
+            raise _nothing_to_sync(self.name)
         forced = (lambda: True) if dist_sync_fn is not None else None
         self._tm.sync(dist_sync_fn=dist_sync_fn, distributed_available=forced)
         self._synced = self._tm.compute()  # torchmetrics goes back to the local state after compute
+
+
+def _nothing_to_sync(name: str) -> RuntimeError:
+    """The error of a `sync()` before any batch: there is no state to combine across processes."""
+    return RuntimeError(
+        f"{name}: sync() was called before any batch, so there is no state to combine. "
+        "help: every process needs at least one validation batch"
+    )
 
 
 def _tm_states() -> Any:
