@@ -72,3 +72,18 @@ def test_mnist_digits_through_a_datablock(mnist_small: Path) -> None:
     xb, _ = dls.one_batch()
     assert xb.shape == (32, 1, 28, 28) and float(xb.min()) >= 0 and float(xb.max()) <= 1
     assert dls.vocab == [str(d) for d in range(10)] and len(dls.train.dataset) == 240
+
+
+def test_widedeep_tables_are_plain_parquet(tmp_path):
+    """The shipped tables come out as parquet with their documented shapes and target columns."""
+    import pandas as pd
+
+    from lamina.data import samples
+
+    adult = pd.read_parquet(samples.adult_sample(tmp_path))
+    assert adult.shape == (48842, 15) and set(adult["income"]) == {"<=50K", ">50K"}
+    ml = samples.movielens_100k(tmp_path)
+    ratings = pd.read_parquet(ml["ratings"])
+    assert len(ratings) == 100_000 and ratings["rating"].between(1, 5).all()
+    assert samples.california_housing_sample(tmp_path).exists()
+    assert samples.womens_clothing_reviews(tmp_path) == tmp_path / "womens_clothing.parquet"
