@@ -503,6 +503,3 @@ def main(argv: Sequence[str] | None = None) -> int:
         print("(run with --debug or LAMINA_DEBUG=1 for the traceback)", file=sys.stderr)
         return 2
 
-
-if __name__ == "__main__":
-    sys.exit(main())
