@@ -26,7 +26,7 @@ from torch import nn
 from lamina.data import CrossEntropyLossFlat, DataLoaders
 from lamina.train import Learner, accuracy
 from lamina.train.callback import Callback, CancelStep
-from lamina.train.distributed import _ShardSampler
+from lamina.data.order import ShardSampler as _ShardSampler
 
 pytestmark = pytest.mark.distributed
 

@@ -13,7 +13,7 @@ import os
 import random
 import warnings
 from collections.abc import Callable, Iterator, Sequence, Sized
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 import torch
 import torch.utils.data as tud
@@ -28,6 +28,7 @@ from lamina.core import (
     value_title,
 )
 from lamina.data.datasets import ItemError, describe_item, describe_value, get_item
+from lamina.data.order import ShardSampler, bucket_order, size_order
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
@@ -35,6 +36,7 @@ if TYPE_CHECKING:
     from lamina.data.datasets import Datasets
 
 __all__ = [
+    "BatchedItems",
     "DataLoader",
     "DataLoaders",
     "ShapeMismatchError",
@@ -314,11 +316,24 @@ class _ItemDataset(tud.Dataset[Any]):
         return x
 
 
+def _epoch_order(
+    n: int, shuffle: bool, sizes: torch.Tensor | None, bs: int, g: torch.Generator | None
+) -> torch.Tensor:
+    """One epoch's item order: shuffled or not, and with `sizes`, in length buckets (or by size)."""
+    if not shuffle:
+        return size_order(sizes) if sizes is not None else torch.arange(n)
+    order = torch.randperm(n, generator=g)
+    return bucket_order(order, sizes, bs, g) if sizes is not None else order
+
+
 class _SeededSampler(tud.Sampler[tuple[int, int]]):
     """Yields (index, item seed): order and augmentation depend only on the seed and the epoch."""
 
-    def __init__(self, n: int, shuffle: bool, seed: int) -> None:
+    def __init__(
+        self, n: int, shuffle: bool, seed: int, sizes: torch.Tensor | None = None, bs: int = 1
+    ) -> None:
         self.n, self.shuffle, self.seed, self.epoch = n, shuffle, seed, 0
+        self.sizes, self.bs = sizes, bs
         self.skip = 0  # items the next epoch leaves out at its start (resuming in the middle of an epoch)
 
     def __len__(self) -> int:
@@ -327,7 +342,7 @@ class _SeededSampler(tud.Sampler[tuple[int, int]]):
     def keys(self, epoch: int) -> list[tuple[int, int]]:
         """The (index, seed) pairs of one epoch, in order."""
         g = torch.Generator().manual_seed(self.seed * 1_000_003 + epoch)
-        order = torch.randperm(self.n, generator=g).tolist() if self.shuffle else range(self.n)
+        order = _epoch_order(self.n, self.shuffle, self.sizes, self.bs, g).tolist()
         seeds = torch.randint(0, 2**62, (self.n,), generator=g).tolist()
         return list(zip(order, seeds, strict=True))
 
@@ -335,6 +350,83 @@ class _SeededSampler(tud.Sampler[tuple[int, int]]):
         keys = self.keys(self.epoch)[self.skip :]
         self.epoch, self.skip = self.epoch + 1, 0
         return iter(keys)
+
+
+class _SizedSampler(tud.Sampler[int]):
+    """An unseeded order in length buckets (shuffled from torch's global RNG, or a `generator` that a
+    distributed run shares between processes), or by size when not shuffled."""
+
+    def __init__(self, n: int, shuffle: bool, sizes: torch.Tensor, bs: int) -> None:
+        self.n, self.shuffle, self.sizes, self.bs = n, shuffle, sizes, bs
+        self.generator: torch.Generator | None = None
+
+    def __len__(self) -> int:
+        return self.n
+
+    def __iter__(self) -> Iterator[int]:
+        g = self.generator
+        if g is None and self.shuffle:
+            g = torch.Generator().manual_seed(int(torch.empty((), dtype=torch.int64).random_()))
+        return iter(_epoch_order(self.n, self.shuffle, self.sizes, self.bs, g).tolist())
+
+
+class _Batches(tud.Sampler[Any]):
+    """Whole batches of keys from an item sampler (`inner`, which keeps the epoch and may be one process's
+    shard): an index tensor per batch, and its batch seed when the keys are seeded."""
+
+    def __init__(self, inner: Any, bs: int, drop_last: bool) -> None:
+        self.inner, self.bs, self.drop_last = inner, bs, drop_last
+
+    def __len__(self) -> int:
+        n = len(self.inner)
+        return n // self.bs if self.drop_last else math.ceil(n / self.bs)
+
+    def __iter__(self) -> Iterator[tuple[torch.Tensor, int | None]]:
+        keys = list(iter(self.inner))
+        if keys and isinstance(keys[0], tuple):
+            idx = torch.tensor([k[0] for k in keys], dtype=torch.int64)
+            seeds: list[int | None] = [_batch_seed(k[1]) for k in keys[:: self.bs]]
+        else:
+            idx = torch.as_tensor(keys, dtype=torch.int64)
+            seeds = [None] * math.ceil(len(keys) / self.bs)
+        for j, start in enumerate(range(0, len(idx), self.bs)):
+            b = idx[start : start + self.bs]
+            if self.drop_last and len(b) < self.bs:
+                return
+            yield b, seeds[j]
+
+
+@runtime_checkable
+class BatchedItems(Protocol):
+    """A dataset that builds a whole batch at once from an index tensor (a table held as tensors): the
+    loader then takes one index per batch instead of collating items one by one."""
+
+    def __len__(self) -> int: ...
+
+    def __getitem__(self, i: int) -> Any: ...
+
+    def get_batch(self, idxs: torch.Tensor) -> tuple[Any, ...]:
+        """The batch of the items at positions `idxs` (int64, 1-d), as collated (typed) tensors."""
+        ...
+
+
+class _BatchFetch(tud.Dataset[Any]):
+    """What torch's loader indexes in whole-batch mode: a key (index tensor, batch seed) -> a batch."""
+
+    def __init__(self, dataset: BatchedItems) -> None:
+        self.dataset = dataset
+
+    def __len__(self) -> int:
+        return len(self.dataset)
+
+    def __getitem__(self, key: tuple[torch.Tensor, int | None]) -> Any:
+        idx, seed = key
+        return tuple(self.dataset.get_batch(idx)), [], seed
+
+
+def _as_batch(b: Any) -> Any:
+    """The collate_fn of whole-batch mode: the dataset already built the batch."""
+    return b
 
 
 class DataLoader:
@@ -350,6 +442,11 @@ class DataLoader:
     replaced by the next good item, so batches keep their size, and the loader warns once per epoch with
     the list (`bad_items` keeps it). Checking every file up front would cost a full decoding pass, so bad
     files are found as they are read; a replaced item appears twice in that epoch.
+
+    `sizes` (one number per item, e.g. a text's length): a shuffled loader draws each batch from items of
+    similar size (shuffled length buckets), an unshuffled one goes largest first, so little is padded.
+    A dataset that is `BatchedItems` (a table held as tensors) is fetched a whole batch at a time: one
+    index per batch, no per-item collation, no workers by default.
     """
 
     def __init__(
@@ -368,11 +465,21 @@ class DataLoader:
         dsets: Datasets | None = None,
         n_inp: int | None = None,
         skip_bad_files: bool | None = None,
+        sizes: Sequence[float] | torch.Tensor | None = None,
     ) -> None:
         if bs < 1:
             raise ValueError(f"DataLoader: bs must be >= 1, got {bs}.\nhelp: e.g. bs=64")
         self.dataset, self.bs, self.shuffle, self.drop_last = dataset, bs, shuffle, drop_last
-        self.num_workers = default_num_workers(dataset, bs) if num_workers is None else num_workers
+        self.sizes = None if sizes is None else torch.as_tensor(sizes).flatten()
+        if self.sizes is not None and len(self.sizes) != len(dataset):
+            raise ValueError(
+                f"DataLoader: {len(self.sizes)} sizes for {len(dataset)} items.\n"
+                "help: give one size per item of the dataset, in its order"
+            )
+        self.batched = isinstance(dataset, BatchedItems)
+        if num_workers is None:
+            num_workers = 0 if self.batched else default_num_workers(dataset, bs)
+        self.num_workers = num_workers
         self.device = torch.device(device) if device is not None else default_device()
         self.split_idx, self.seed, self.dsets = split_idx, seed, dsets
         self.item_tfms = _as_pipeline(item_tfms, split_idx)
@@ -388,6 +495,7 @@ class DataLoader:
         self._items: _ItemDataset | None = None
         self._sampler: tud.Sampler[Any] | None = None
         self._torch_dl: tud.DataLoader[Any] | None = None
+        self._unsharded: tuple[tud.DataLoader[Any], torch.device, bool] | None = None
 
     # -- building the torch loader -------------------------------------------------------------------------
     def _item_ds(self) -> _ItemDataset:
@@ -412,28 +520,89 @@ class DataLoader:
         n = len(self.dataset)
         generator = None
         if self.seed is not None:
-            self._sampler = _SeededSampler(n, self.shuffle, int(self.seed))
+            self._sampler = _SeededSampler(n, self.shuffle, int(self.seed), self.sizes, self.bs)
             # workers' base seeds from our own generator: loading never draws from the global RNG
             generator = torch.Generator().manual_seed(int(self.seed))
+        elif self.sizes is not None:
+            self._sampler = _SizedSampler(n, self.shuffle, self.sizes, self.bs)
         elif self.shuffle:
             self._sampler = tud.RandomSampler(range(n))
         else:
             self._sampler = tud.SequentialSampler(range(n))
+        return self._torch_dl_over(self._sampler, generator)
+
+    def _torch_dl_over(self, sampler: Any, generator: torch.Generator | None) -> tud.DataLoader[Any]:
+        """The torch DataLoader drawing items (or, for BatchedItems, whole batches) in `sampler`'s order."""
         workers = self.num_workers > 0
+        common: dict[str, Any] = {
+            "num_workers": self.num_workers,
+            # items already on a GPU cannot (and need not) be pinned
+            "pin_memory": self.pin_memory and len(self.dataset) > 0 and self._items_on_host(),
+            # workers start once, not every epoch; the sampler (epoch counter) lives in this process
+            "persistent_workers": workers,
+            "prefetch_factor": 4 if workers else None,
+            "generator": generator,
+        }
+        if self.batched:
+            batches = _Batches(sampler, self.bs, self.drop_last)
+            fetch = _BatchFetch(self.dataset)  # type: ignore[arg-type]
+            return tud.DataLoader(fetch, batch_size=None, sampler=batches, collate_fn=_as_batch, **common)
         return tud.DataLoader(
             self._item_ds(),
             batch_size=self.bs,
-            sampler=self._sampler,
+            sampler=sampler,
             drop_last=self.drop_last,
-            num_workers=self.num_workers,
             collate_fn=_collate_items,
-            # items already on a GPU cannot (and need not) be pinned
-            pin_memory=self.pin_memory and len(self.dataset) > 0 and self._items_on_host(),
-            # workers start once, not every epoch; the sampler (epoch counter) lives in this process
-            persistent_workers=workers,
-            prefetch_factor=4 if workers else None,
-            generator=generator,
+            **common,
         )
+
+    # -- one process's shard ---------------------------------------------------------------------------------
+    def shard(self, rank: int, world: int, even: bool, seed: int, device: torch.device | None = None) -> None:
+        """Draw only process `rank`'s share of every epoch from now on: every `world`-th item of the same
+        order (`even`: padded so that every process gets as many; an unseeded shuffle takes `seed`, shared
+        by the processes, so that all shuffle alike). `unshard()` puts the whole loader back."""
+        if self._unsharded is not None:
+            raise RuntimeError("DataLoader.shard: already sharded.\nhelp: call unshard() first")
+        base = self.torch_loader
+        sampler = self._sampler
+        generator_set = False
+        if self.seed is None and self.shuffle and getattr(sampler, "generator", 0) is None:
+            sampler.generator = torch.Generator().manual_seed(seed)  # type: ignore[union-attr]
+            generator_set = True
+        shard = ShardSampler(sampler, rank, world, even=even, drop_last=self.drop_last)
+        self._unsharded = (base, self.device, generator_set)
+        self._torch_dl = self._torch_dl_over(shard, base.generator)
+        if device is not None:
+            self.device = torch.device(device)
+
+    def unshard(self) -> None:
+        """Draw every item again (and on the device it had before `shard`)."""
+        if self._unsharded is None:
+            return
+        base, device, generator_set = self._unsharded
+        self._torch_dl, self.device, self._unsharded = base, device, None
+        if generator_set:
+            self._sampler.generator = None  # type: ignore[union-attr]
+
+    @property
+    def is_sharded(self) -> bool:
+        return self._unsharded is not None
+
+    @property
+    def epoch(self) -> int | None:
+        """The epoch a seeded loader draws next (its order and augmentation follow from it); None unseeded."""
+        if self.seed is None:
+            return None
+        _ = self.torch_loader
+        assert isinstance(self._sampler, _SeededSampler)
+        return self._sampler.epoch
+
+    @epoch.setter
+    def epoch(self, epoch: int) -> None:
+        if self.seed is not None:
+            _ = self.torch_loader
+            assert isinstance(self._sampler, _SeededSampler)
+            self._sampler.epoch = int(epoch)
 
     def _first_item(self) -> tuple[Any, ...]:
         if len(self.dataset) == 0:
@@ -457,6 +626,9 @@ class DataLoader:
         return self._on_host
 
     def __len__(self) -> int:
+        """Batches per epoch (of this process's shard, when sharded)."""
+        if self._unsharded is not None:
+            return len(self.torch_loader)
         n = len(self.dataset)
         return n // self.bs if self.drop_last else math.ceil(n / self.bs)
 
@@ -533,6 +705,8 @@ class DataLoader:
             return self._sampler.keys(self._sampler.epoch)[:n]  # the next epoch's first batch
         if self.shuffle:
             return torch.randperm(len(self.dataset))[:n].tolist()
+        if self.sizes is not None:
+            return size_order(self.sizes)[:n].tolist()
         return list(range(n))
 
     def skip_batches(self, n: int) -> None:
@@ -541,7 +715,7 @@ class DataLoader:
         Only a seeded loader can: its order and augmentation depend on the epoch alone, so the rest of the
         epoch is what it would have been.
         """
-        if not isinstance(self._sampler, _SeededSampler) or self.torch_loader.sampler is not self._sampler:
+        if not isinstance(self._sampler, _SeededSampler) or self.is_sharded:
             raise ValueError(
                 "DataLoader.skip_batches: only a seeded loader (not sharded across processes) can replay an "
                 "epoch from its middle.\nhelp: build the DataLoaders with seed=..."
@@ -560,7 +734,14 @@ class DataLoader:
                 "help: check get_items and the splitter, or lower bs"
             )
         types = self.types
-        b, bad, seed = _collate_items(self._item_ds().__getitems__(self._first_keys()))
+        keys = self._first_keys()
+        if self.batched:
+            first = keys[0]
+            idx = torch.tensor([k[0] if isinstance(k, tuple) else k for k in keys], dtype=torch.int64)
+            seed = _batch_seed(first[1]) if isinstance(first, tuple) else None
+            b = tuple(self.dataset.get_batch(idx))  # type: ignore[attr-defined]
+            return self._after_collate(b, types, seed)
+        b, bad, seed = _collate_items(self._item_ds().__getitems__(keys))
         if bad:
             self._report_bad(dict(bad))
         return self._after_collate(b, types, seed)
@@ -610,8 +791,12 @@ class DataLoader:
         split_idx: int | None = None,
         n_inp: int | None = None,
         skip_bad_files: bool | None = None,
+        sizes: Sequence[float] | torch.Tensor | None = None,
     ) -> DataLoader:
-        """A copy with some settings changed (same transforms, shared, unless given)."""
+        """A copy with some settings changed (same transforms, shared, unless given; the item sizes are
+        kept for the same dataset, dropped for another one unless given)."""
+        if sizes is None and dataset is None:
+            sizes = self.sizes
         return DataLoader(
             self.dataset if dataset is None else dataset,
             bs=self.bs if bs is None else bs,
@@ -627,6 +812,7 @@ class DataLoader:
             dsets=self.dsets,
             n_inp=self.n_inp if n_inp is None else n_inp,
             skip_bad_files=self.skip_bad_files if skip_bad_files is None else skip_bad_files,
+            sizes=sizes,
         )
 
     def __repr__(self) -> str:

@@ -28,13 +28,10 @@ How it works, and why:
 from __future__ import annotations
 
 import gc
-import math
 import os
-from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
 import torch
-import torch.utils.data as tud
 from torch import Tensor, nn
 
 from lamina.data import DataLoader
@@ -100,42 +97,6 @@ def unwrap_model(model: nn.Module) -> nn.Module:
         return model
 
 
-class _ShardSampler(tud.Sampler[Any]):
-    """Every `world`-th index of `inner`'s order, from `rank` on.
-
-    `even`: the order is first padded (repeating its start) or, with `drop_last`, cut to a multiple of
-    `world`, so that every process gets as many items.
-    """
-
-    def __init__(self, inner: Any, rank: int, world: int, even: bool, drop_last: bool) -> None:
-        self.inner, self.rank, self.world, self.even, self.drop_last = inner, rank, world, even, drop_last
-
-    def __len__(self) -> int:
-        n = len(self.inner)
-        if not self.even:
-            return len(range(self.rank, n, self.world))
-        return n // self.world if self.drop_last else math.ceil(n / self.world)
-
-    def __iter__(self) -> Iterator[Any]:
-        items = list(iter(self.inner))
-        n = len(items)
-        if self.even and n:
-            if self.drop_last:
-                items = items[: n - n % self.world]
-            else:
-                items += [items[i % n] for i in range((-n) % self.world)]
-        return iter(items[self.rank :: self.world])
-
-
-class _Shard:
-    """One lamina DataLoader while it is sharded: what to put back afterwards."""
-
-    def __init__(self, dl: DataLoader, base: tud.DataLoader[Any], sharded: tud.DataLoader[Any]) -> None:
-        self.dl, self.base, self.sharded = dl, base, sharded
-        self.device = dl.device
-        self.generator_set = False
-
-
 class DistributedRun:
     """What `Learner.distributed()` sets up (process group, DDP, data shards) and undoes on exit."""
 
@@ -145,7 +106,7 @@ class DistributedRun:
         self.world: int = accelerator.num_processes
         self.device: torch.device = accelerator.device
         self.find_unused_parameters = find_unused_parameters
-        self._shards: dict[int, _Shard] = {}
+        self._shards: dict[int, DataLoader] = {}
 
     is_distributed = True
 
@@ -189,11 +150,8 @@ class DistributedRun:
         if self.world > 1:
             self.sync_buffers(learn.model)
         learn.model = self.local_model(learn.model)
-        for s in self._shards.values():
-            s.dl.torch_loader = s.base
-            s.dl.device = s.device
-            if s.generator_set:
-                s.base.sampler.generator = None  # type: ignore[attr-defined]
+        for dl in self._shards.values():
+            dl.unshard()
         self._shards = {}
 
     def _wrap(self, raw: nn.Module) -> nn.Module:
@@ -226,32 +184,9 @@ class DistributedRun:
     def _shard(self, dl: Any, even: bool, seed: int) -> None:
         if not isinstance(dl, DataLoader) or id(dl) in self._shards:
             return
-        # the loader's own torch DataLoader, built as the data layer builds it; only its sampler is wrapped
-        base = dl.torch_loader
-        sampler = base.sampler
-        shard_sampler = _ShardSampler(sampler, self.rank, self.world, even=even, drop_last=dl.drop_last)
-        sharded: tud.DataLoader[Any] = tud.DataLoader(
-            base.dataset,
-            batch_size=dl.bs,
-            sampler=shard_sampler,
-            drop_last=dl.drop_last,
-            num_workers=base.num_workers,
-            collate_fn=base.collate_fn,
-            pin_memory=base.pin_memory,
-            worker_init_fn=base.worker_init_fn,
-            generator=base.generator,
-            multiprocessing_context=base.multiprocessing_context,
-            persistent_workers=base.persistent_workers,
-            prefetch_factor=base.prefetch_factor if base.num_workers > 0 else None,
-        )
-        shard = _Shard(dl, base, sharded)
-        if isinstance(sampler, tud.RandomSampler) and sampler.generator is None:
-            # an unseeded shuffle must still be the same order in every process
-            sampler.generator = torch.Generator().manual_seed(seed)
-            shard.generator_set = True
-        dl.torch_loader = sharded
-        dl.device = self.device
-        self._shards[id(dl)] = shard
+        # the loader keeps its transforms and its order; it draws every world-th item of it from now on
+        dl.shard(self.rank, self.world, even=even, seed=seed, device=self.device)
+        self._shards[id(dl)] = dl
 
     # -- queries ---------------------------------------------------------------------------------------------
     def is_sharded(self, dl: Any) -> bool:
@@ -259,8 +194,7 @@ class DistributedRun:
 
     def n_batches(self, dl: Any) -> int | None:
         """Batches in this process's shard of `dl`, or None when `dl` is not sharded."""
-        s = self._shards.get(id(dl))
-        return None if s is None else len(s.sharded)
+        return len(dl) if id(dl) in self._shards else None
 
     def local_model(self, model: nn.Module) -> nn.Module:
         """`model` without its DDP wrapper (for validation: no collective in the forward pass)."""

@@ -241,26 +241,11 @@ def _set_rng(tensors: dict[str, Tensor], rank: int) -> None:
 
 
 # -- data loaders' epoch counters ----------------------------------------------------------------------------
-def _epoch_sampler(dl: Any) -> Any:
-    """The seeded sampler of a lamina DataLoader (whose `epoch` drives its order and item seeds), or None.
-
-    It sits inside the loader's torch DataLoader (built here when not yet), possibly under a distributed
-    shard sampler (`inner`).
-    """
-    if not isinstance(dl, DataLoader):
-        return None
-    sampler = dl.torch_loader.sampler
-    while not hasattr(sampler, "epoch") and hasattr(sampler, "inner"):
-        sampler = sampler.inner
-    return sampler if hasattr(sampler, "epoch") else None
-
-
 def _loader_epoch(dl: Any) -> int | None:
-    s = _epoch_sampler(dl)
-    return None if s is None else int(s.epoch)
+    """The epoch a seeded lamina DataLoader draws next (its order and item seeds follow from it), or None."""
+    return dl.epoch if isinstance(dl, DataLoader) else None
 
 
 def _set_loader_epoch(dl: Any, epoch: Any) -> None:
-    s = _epoch_sampler(dl)
-    if s is not None and isinstance(epoch, int):
-        s.epoch = epoch
+    if isinstance(dl, DataLoader) and isinstance(epoch, int):
+        dl.epoch = epoch
