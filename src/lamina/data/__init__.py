@@ -14,6 +14,7 @@ from lamina.data.blocks import (
 from lamina.data.datablock import DataBlock
 from lamina.data.datasets import Datasets, Getter, ItemError
 from lamina.data.loader import (
+    BatchedItems,
     DataLoader,
     DataLoaders,
     collate,
@@ -43,6 +44,7 @@ from lamina.data.sources import (
 __all__ = [
     "BCEWithLogitsLossFlat",
     "BaseLoss",
+    "BatchedItems",
     "Categorize",
     "CategoryBlock",
     "ColReader",
