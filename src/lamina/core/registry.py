@@ -17,12 +17,14 @@ from lamina.core.errors import MissingKeyError
 __all__ = [
     "NotExportableError",
     "lookup_function",
+    "lookup_loaders",
     "lookup_loss",
     "lookup_model",
     "lookup_model_check",
     "lookup_transform",
     "model_recipe",
     "register_function",
+    "register_loaders",
     "register_loss",
     "register_model",
     "register_transform",
@@ -37,6 +39,7 @@ _MODELS: dict[str, Callable[..., Any]] = {}
 _FUNCTIONS: dict[str, Callable[..., Any]] = {}
 _LOSSES: dict[str, type] = {}
 _MODEL_CHECKS: dict[str, Callable[..., None]] = {}
+_LOADERS: dict[str, type] = {}
 
 # checks a recipe before its factory runs: (factory kwargs, {tensor name: shape} of the weights) -> None,
 # raising ValueError or TypeError for kwargs the weights cannot be for (see register_model's `check`)
@@ -66,6 +69,19 @@ def register_transform(name: str) -> Callable[[C], C]:
 
     def deco(cls: C) -> C:
         _register(_TRANSFORMS, "transform", name, cls)
+        cls._registered_name = name  # type: ignore[attr-defined]
+        return cls
+
+    return deco
+
+
+def register_loaders(name: str) -> Callable[[C], C]:
+    """Class decorator for a DataLoaders class that exports its own data recipe (an application whose data
+    is not a Datasets of per-element pipelines, e.g. a table): it gives `export_recipe()` (plain JSON data)
+    and a classmethod `from_recipe(config, device)` that rebuilds empty loaders able to `test_dl`."""
+
+    def deco(cls: C) -> C:
+        _register(_LOADERS, "loaders", name, cls)
         cls._registered_name = name  # type: ignore[attr-defined]
         return cls
 
@@ -166,6 +182,10 @@ def lookup_model_check(name: str) -> ModelCheck | None:
 
 def lookup_loss(name: str) -> type:
     return _lookup(_LOSSES, "loss", name, "@register_loss")
+
+
+def lookup_loaders(name: str) -> type:
+    return _lookup(_LOADERS, "loaders", name, "@register_loaders")
 
 
 def lookup_function(name: str) -> Callable[..., Any]:

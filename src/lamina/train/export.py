@@ -30,6 +30,7 @@ from lamina.core import (
     TensorBase,
     Transform,
     atomic_write_bytes,
+    lookup_loaders,
     lookup_loss,
     lookup_model,
     lookup_transform,
@@ -124,7 +125,8 @@ def _recipe(learn: Learner) -> dict[str, Any]:
             "help: use a lamina loss or register yours with @register_loss('my_loss') and give it to_config()"
         )
     dls = learn.dls
-    if dls.dsets is None:
+    own_recipe = getattr(dls, "export_recipe", None)
+    if dls.dsets is None and not callable(own_recipe):
         raise NotExportableError(
             "export: the DataLoaders were not built from Datasets, so there is no pipeline to save.\n"
             "help: build the data with a DataBlock or an application's DataLoaders factory"
@@ -137,6 +139,39 @@ def _recipe(learn: Learner) -> dict[str, Any]:
             f"export: the arguments of model factory {name!r} are not plain JSON: {e}\n"
             "help: give the factory only JSON arguments (names, numbers, lists) and build objects inside it"
         ) from e
+    data: dict[str, Any]
+    if callable(own_recipe):  # e.g. a table: the loaders carry their own processing state
+        loaders_name = registered_name(type(dls))
+        if loaders_name is None:
+            raise NotExportableError(
+                f"export: {type(dls).__name__} has export_recipe() but is not registered.\n"
+                "help: decorate the class with @register_loaders('my_pkg.MyDataLoaders')"
+            )
+        config = own_recipe()
+        try:
+            json.dumps(config)
+        except TypeError as e:
+            raise NotExportableError(
+                f"export: {type(dls).__name__}.export_recipe() is not plain JSON data: {e}\n"
+                "help: return only dicts, lists, strings, numbers, booleans and None"
+            ) from e
+        data = {
+            "n_inp": dls.n_inp,
+            "types": _types_entry(dls),
+            "loaders": {"name": loaders_name, "config": config},
+            "pipelines": [],
+            "item_tfms": [],
+            "batch_tfms": [],
+        }
+    else:
+        assert dls.dsets is not None
+        data = {
+            "n_inp": dls.n_inp,
+            "types": _types_entry(dls),
+            "pipelines": [_pipeline_entries(p, f"element {k}") for k, p in enumerate(dls.dsets.pipelines)],
+            "item_tfms": _pipeline_entries(dls.valid.item_tfms, "item_tfms"),
+            "batch_tfms": _pipeline_entries(dls.valid.batch_tfms, "batch_tfms"),
+        }
     return {
         "format": FORMAT,
         "format_version": FORMAT_VERSION,
@@ -144,13 +179,7 @@ def _recipe(learn: Learner) -> dict[str, Any]:
         "torch_version": torch.__version__.split("+")[0],
         "model": {"name": name, "kwargs": kwargs},
         "loss": {"name": loss_name, "config": loss.to_config()},  # type: ignore[operator]
-        "data": {
-            "n_inp": dls.n_inp,
-            "types": _types_entry(dls),
-            "pipelines": [_pipeline_entries(p, f"element {k}") for k, p in enumerate(dls.dsets.pipelines)],
-            "item_tfms": _pipeline_entries(dls.valid.item_tfms, "item_tfms"),
-            "batch_tfms": _pipeline_entries(dls.valid.batch_tfms, "batch_tfms"),
-        },
+        "data": data,
     }
 
 
@@ -224,7 +253,7 @@ def export_learner(learn: Learner, path: str | Path) -> Path:
             "or load the last good checkpoint"
         )
     _check_rebuild(model, recipe["model"]["name"], recipe["model"]["kwargs"], state)
-    _check_outputs(model, learn.dls.dsets.pipelines if learn.dls.dsets else [], learn.dls.n_inp, "export")
+    _check_outputs(model, learn.dls.vocab, "export")
     weights = save_safetensors(state)
     recipe["weights_sha256"] = hashlib.sha256(weights).hexdigest()
     doc = json.dumps(recipe, indent=1, sort_keys=True).encode()
@@ -280,10 +309,8 @@ def _target_tfm(pipelines: list[Any], n_inp: int) -> Any:
     return next((t for t in reversed(tfms) if hasattr(t, "c")), None)
 
 
-def _check_outputs(model: torch.nn.Module, pipelines: list[Any], n_inp: int, where: str) -> None:
+def _check_outputs(model: torch.nn.Module, vocab: Any, where: str) -> None:
     """A vocabulary must have one label per model output (else predict fails or never names some)."""
-    t = _target_tfm(pipelines, n_inp)
-    vocab = getattr(t, "vocab", None)
     width = output_width(model)
     if vocab is None or width is None:
         return
@@ -487,24 +514,36 @@ def load_learner(path: str | Path, cpu: bool = True) -> Learner:
         batch_specs = [_tfm_class(e, "batch_tfms") for e in _as_list(data["batch_tfms"], "batch_tfms")]
         n_inp = data["n_inp"]
         types_entry = data.get("types")
+        loaders_spec = data.get("loaders")
+        loaders_cls, loaders_config = None, None
+        if loaders_spec is not None:
+            loaders_spec = _as_dict(loaders_spec, "loaders")
+            loaders_config = _as_dict(loaders_spec["config"], "loaders config")
+            name = loaders_spec["name"]
+            if not isinstance(name, str) or len(name) > MAX_NAME_LEN:
+                raise ExportError(f"{where}: malformed loaders name {str(name)[:100]!r}.\nhelp: {_NOT_OURS}")
+            try:
+                loaders_cls = lookup_loaders(name)
+            except KeyError as e:
+                raise ExportError(f"load_learner: {e.args[0]}") from None
         model_spec, loss_spec = _as_dict(recipe["model"], "model"), _as_dict(recipe["loss"], "loss")
         model_name, model_kwargs = model_spec["name"], _as_dict(model_spec["kwargs"], "model kwargs")
         loss_name, loss_config = loss_spec["name"], _as_dict(loss_spec["config"], "loss config")
     except KeyError as e:
         raise ExportError(f"{where} is missing the field {e}.\nhelp: {_NOT_OURS}") from None
-    if not isinstance(n_inp, int) or not 1 <= n_inp <= max(1, len(pipeline_specs)):
-        raise ExportError(
-            f"{where}: n_inp={n_inp!r} does not fit {len(pipeline_specs)} pipelines.\nhelp: {_NOT_OURS}"
-        )
+    types = _resolve_types(types_entry, where)
+    # a table's loaders carry their processing themselves: their elements are the exported types
+    n_elements = len(pipeline_specs) if loaders_cls is None else len(types[0]) if types else n_inp + 1
+    if not isinstance(n_inp, int) or isinstance(n_inp, bool) or not 1 <= n_inp <= max(1, n_elements):
+        raise ExportError(f"{where}: n_inp={n_inp!r} does not fit {n_elements} elements.\nhelp: {_NOT_OURS}")
     if not all(isinstance(n, str) and len(n) <= MAX_NAME_LEN for n in (model_name, loss_name)):
         raise ExportError(
             f"{where}: the model and loss names must be strings of at most {MAX_NAME_LEN} chars.\n"
             f"help: {_NOT_OURS}"
         )
-    types = _resolve_types(types_entry, where)
-    if types is not None and not len(types[0]) == len(types[1]) == len(pipeline_specs):
+    if types is not None and not len(types[0]) == len(types[1]) == n_elements:
         raise ExportError(
-            f"{where}: data.types names {len(types[0])} elements for {len(pipeline_specs)} pipelines.\n"
+            f"{where}: data.types names {len(types[0])} elements for {n_elements} pipelines.\n"
             f"help: {_NOT_OURS}"
         )
     try:
@@ -527,7 +566,7 @@ def load_learner(path: str | Path, cpu: bool = True) -> Learner:
             f"{where}: cannot rebuild loss {loss_name!r} from {loss_config!r}: {e}\nhelp: {_NOT_OURS}"
         ) from e
     model = _build_model(model_factory, model_name, model_kwargs, header, where)
-    _check_outputs(model, pipelines, n_inp, where)
+    _check_outputs(model, getattr(_target_tfm(pipelines, n_inp), "vocab", None), where)
     try:
         state = load_safetensors(weights)
     except Exception as e:
@@ -554,7 +593,14 @@ def load_learner(path: str | Path, cpu: bool = True) -> Learner:
             num_workers=0,
         )
 
-    dls = DataLoaders(loader(0), loader(1), loss_func=loss_cls)
+    if loaders_cls is not None:
+        try:
+            dls = loaders_cls.from_recipe(loaders_config, device)  # type: ignore[attr-defined]
+        except (ValueError, TypeError, KeyError) as e:
+            raise ExportError(f"{where}: the data recipe is invalid: {e}\nhelp: {_NOT_OURS}") from e
+        _check_outputs(model, dls.vocab, where)
+    else:
+        dls = DataLoaders(loader(0), loader(1), loss_func=loss_cls)
     if types is not None:
         # the loaders hold no items to learn their element types from: give them the exported ones
         for dl in (dls.train, dls.valid):
