@@ -273,7 +273,7 @@ def _save_interpretation(learn: Learner, run: Path) -> None:
 
     types = learn.dls.valid.batch_types
     if len(types) > learn.dls.n_inp and issubclass(types[learn.dls.n_inp], TensorMask):
-        learn.show_results(max_n=4).savefig(run / "results.png", dpi=100)
+        _save_shown(learn.show_results(max_n=4), run / "results.png")
         return
     interp: Interpretation
     if len(types) > learn.dls.n_inp and issubclass(types[learn.dls.n_inp], TensorCategory):
@@ -369,12 +369,20 @@ def cmd_lr_find(args: argparse.Namespace) -> int:
     return 0
 
 
+def _save_shown(shown: Any, path: Path) -> None:
+    """Write what show_batch / show_results returned: a figure as an image, a table as CSV beside it."""
+    if hasattr(shown, "savefig"):
+        shown.savefig(path, dpi=100)
+    else:
+        shown.to_csv(path.with_suffix(".csv"), index=False)
+
+
 def cmd_show_batch(args: argparse.Namespace) -> int:
     import matplotlib
 
     matplotlib.use("Agg")
     dls = _dataloaders(args)
-    dls.show_batch(max_n=args.max_n).savefig(args.out, dpi=100)
+    _save_shown(dls.show_batch(max_n=args.max_n), Path(args.out))
     print(f"wrote {args.out}")
     return 0
 

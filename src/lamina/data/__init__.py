@@ -20,6 +20,7 @@ from lamina.data.loader import (
     collate,
     default_device,
     default_num_workers,
+    show_decoded,
     show_items,
     to_device,
 )
@@ -79,6 +80,7 @@ __all__ = [
     "get_image_files",
     "parent_label",
     "samples",
+    "show_decoded",
     "show_items",
     "to_device",
     "using_attr",

@@ -32,6 +32,7 @@ from lamina.data.order import ShardSampler, bucket_order, size_order
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
+    from pandas import DataFrame
 
     from lamina.data.datasets import Datasets
 
@@ -43,6 +44,7 @@ __all__ = [
     "collate",
     "default_device",
     "default_num_workers",
+    "show_decoded",
     "show_items",
     "to_device",
 ]
@@ -773,10 +775,10 @@ class DataLoader:
         nrows: int | None = None,
         ncols: int | None = None,
         figsize: tuple[float, float] | None = None,
-    ) -> Figure:
+    ) -> Figure | DataFrame:
         """A grid of decoded items, each input shown with its target as the title."""
         items = self.decode_batch(b if b is not None else self.one_batch(), max_n=max_n)
-        return show_items(items, nrows=nrows, ncols=ncols, figsize=figsize)
+        return show_decoded(items, nrows=nrows, ncols=ncols, figsize=figsize)
 
     def new(
         self,
@@ -856,6 +858,21 @@ def show_items(
             ax.set_title(f"{old}\n{titles[i]}" if old else titles[i], fontsize=9)
     fig.tight_layout()
     return fig
+
+
+def show_decoded(
+    items: Sequence[tuple[Any, ...]],
+    nrows: int | None = None,
+    ncols: int | None = None,
+    figsize: tuple[float, float] | None = None,
+    titles: Sequence[str] | None = None,
+) -> Figure | DataFrame:
+    """Show decoded tuples the way their type chooses: items whose first element's type has a
+    `show_many(items, titles)` classmethod (rows of a table) as that returns (a DataFrame), else a grid."""
+    show_many = getattr(type(items[0][0]), "show_many", None) if items and items[0] else None
+    if callable(show_many):
+        return show_many(items, titles)
+    return show_items(items, nrows=nrows, ncols=ncols, figsize=figsize, titles=titles)
 
 
 class DataLoaders:
@@ -962,7 +979,7 @@ class DataLoaders:
         nrows: int | None = None,
         ncols: int | None = None,
         figsize: tuple[float, float] | None = None,
-    ) -> Figure:
+    ) -> Figure | DataFrame:
         return self.train.show_batch(max_n=max_n, nrows=nrows, ncols=ncols, figsize=figsize)
 
     def new(

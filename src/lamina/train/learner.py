@@ -43,6 +43,7 @@ from lamina.train.validation import ValidationTally
 if TYPE_CHECKING:
     from accelerate import Accelerator
     from matplotlib.figure import Figure
+    from pandas import DataFrame
 
     from lamina.train.distributed import DistributedRun
     from lamina.train.summary import LearnerSummary
@@ -665,10 +666,10 @@ class Learner:
         dl: DataLoader | None = None,
         figsize: tuple[float, float] | None = None,
         seed: int | None = 0,
-    ) -> Figure:
+    ) -> Figure | DataFrame:
         """A grid of `max_n` validation items drawn at random (the same for the same `seed`; None: the
         first items), each input with its target and (below) the prediction."""
-        from lamina.data.loader import show_items
+        from lamina.data.loader import show_decoded, show_items
 
         dl = dl if dl is not None else self.dls.valid
         k = min(max_n, len(dl.dataset))
@@ -691,7 +692,7 @@ class Learner:
             pairs = [it for pair in zip(actual, predicted, strict=True) for it in pair]
             return show_items(pairs, ncols=2, titles=["target", "prediction"] * len(actual), figsize=figsize)
         titles = [f"pred: {p[n] if len(p) > n else p[-1]}" for p in predicted]
-        return show_items(actual, titles=titles, figsize=figsize)
+        return show_decoded(actual, titles=titles, figsize=figsize)
 
     def summary(self) -> LearnerSummary:
         """Print (and return) a table of the model's layers on one batch of the data: output shapes,
