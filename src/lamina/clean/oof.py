@@ -1,0 +1,299 @@
+"""Out-of-fold predictions: every item predicted by a model that never trained on it.
+
+`out_of_fold` trains k models on stratified folds of all the items (training and validation splits
+together), each with the user's own learner recipe and a short 1cycle schedule, and keeps, for every
+item, the probabilities of the model that held it out, the input of the model's last linear layer (an
+embedding) and a small fingerprint of the model's input (for near-duplicates). `learner_predictions` does
+the same from one trained learner in one pass: quicker, but biased towards the labels it trained on.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from lamina.data import DataLoader, DataLoaders, Datasets
+from lamina.data.datasets import Subset, get_item
+from lamina.train import Callback, Learner, ProgressCallback
+
+__all__ = [
+    "FINGERPRINT_SIZE",
+    "LearnerFactory",
+    "Predictions",
+    "check_folds",
+    "dataset_of",
+    "fold_indices",
+    "item_targets",
+    "learner_predictions",
+    "out_of_fold",
+]
+
+LearnerFactory = Callable[[DataLoaders], Learner]
+FINGERPRINT_SIZE = 32  # images are pooled to 32 x 32 grey values for near-duplicate search
+
+
+@dataclass(frozen=True)
+class Predictions:
+    """Per-item model outputs over a whole dataset, in the order of `dls.dsets.items`.
+
+    `probs` (N, C) holds NaN rows for the items that were left out (`predicted` False: broken files).
+    `targets` are class indices (classification) or values (regression); `in_valid` marks the items of
+    the data's own validation split; `folds` is 0 for `learner_predictions` (biased: seen in training)."""
+
+    probs: np.ndarray
+    targets: np.ndarray
+    embeddings: np.ndarray
+    fingerprints: np.ndarray
+    predicted: np.ndarray
+    in_valid: np.ndarray
+    vocab: list[Any] | None
+    folds: int
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def is_classification(self) -> bool:
+        return self.vocab is not None
+
+
+def dataset_of(dls: DataLoaders) -> Datasets:
+    """The Datasets behind `dls`, or an error that says how to build DataLoaders that have one."""
+    dsets = dls.dsets
+    if dsets is None:
+        raise ValueError(
+            "lamina.clean: these DataLoaders were built from plain tuples, so the items they came from "
+            "are unknown.\nhelp: build them with a DataBlock or an application's factory "
+            "(ImageDataLoaders.from_folder, ...)"
+        )
+    if len(dsets.pipelines) <= dsets.n_inp:
+        raise ValueError(
+            f"lamina.clean: the data has {len(dsets.pipelines)} elements and {dsets.n_inp} inputs: no "
+            "target to check.\nhelp: give the DataBlock a target block (CategoryBlock, RegressionBlock)"
+        )
+    return dsets
+
+
+def item_targets(dls: DataLoaders) -> np.ndarray:
+    """Every item's encoded target (class index or value), read without decoding the inputs."""
+    dsets = dataset_of(dls)
+    k = dsets.n_inp
+    out = []
+    for i in range(len(dsets)):
+        (t,) = dsets.build(get_item(dsets.items, i), index=i, elements=[k])
+        out.append(t.as_subclass(torch.Tensor).float().reshape(-1)[0].item())
+    arr = np.asarray(out, dtype=np.float64)
+    return arr.astype(np.int64) if dls.vocab is not None else arr
+
+
+def check_folds(targets: np.ndarray, vocab: Sequence[Any] | None, folds: int, idx: np.ndarray) -> None:
+    """Refuse fold counts that leave a model without the class it must predict, and one-class data."""
+    if folds < 2:
+        raise ValueError(
+            f"lamina.clean: folds={folds}; out-of-fold predictions need at least 2 folds.\n"
+            "help: pass folds=5 (the default), or quick=True to use a trained learner's own predictions"
+        )
+    if len(idx) < folds:
+        raise ValueError(
+            f"lamina.clean: {len(idx)} usable items for folds={folds}.\n"
+            "help: pass fewer folds, or check that the items load"
+        )
+    if vocab is None:
+        return
+    counts = np.bincount(targets[idx], minlength=len(vocab))
+    present = np.flatnonzero(counts)
+    if len(present) < 2:
+        name = vocab[present[0]] if len(present) else None
+        raise ValueError(
+            f"lamina.clean: every usable item has the same label {name!r}; finding wrong labels needs at "
+            "least 2 classes (with one, every label agrees with every other).\n"
+            "help: put each class's items in its own sub-folder, or point the labels at the right column"
+        )
+    small = int(present[np.argmin(counts[present])])
+    if counts[small] < folds:
+        raise ValueError(
+            f"lamina.clean: folds={folds} but class {vocab[small]!r} has only {counts[small]} items, so "
+            "some fold would train without ever seeing it and call all of them wrong.\n"
+            f"help: pass folds={max(2, int(counts[small]))} or fewer, or add items to that class"
+        )
+
+
+def fold_indices(
+    targets: np.ndarray, idx: np.ndarray, folds: int, seed: int, stratify: bool
+) -> list[np.ndarray]:
+    """`idx` cut into `folds` held-out parts, each class spread evenly over them (seeded)."""
+    rng = np.random.default_rng(seed)
+    parts: list[list[int]] = [[] for _ in range(folds)]
+    groups = [idx[targets[idx] == c] for c in np.unique(targets[idx])] if stratify else [idx]
+    start = 0
+    for g in groups:
+        g = rng.permutation(g)
+        for j, i in enumerate(g):
+            parts[(start + j) % folds].append(int(i))
+        start += len(g)  # the next class starts where this one stopped: folds stay equal in size
+    return [np.sort(np.asarray(p, dtype=np.int64)) for p in parts]
+
+
+class _Collect(Callback):
+    """During prediction: the input of the model's last linear layer, and a pooled copy of the input."""
+
+    order = 95
+    run_train = False
+
+    def __init__(self) -> None:
+        self.embeddings: list[torch.Tensor] = []
+        self.fingerprints: list[torch.Tensor] = []
+        self._hook: torch.utils.hooks.RemovableHandle | None = None
+
+    def before_validate(self) -> None:
+        self.embeddings, self.fingerprints = [], []
+        last = [m for m in self.learn.model.modules() if isinstance(m, nn.Linear)]
+        if last:
+            self._hook = last[-1].register_forward_pre_hook(self._keep)
+
+    def _keep(self, module: nn.Module, args: tuple[Any, ...]) -> None:
+        self.embeddings.append(args[0].detach().float().flatten(1).cpu())
+
+    def after_pred(self) -> None:
+        self.fingerprints.append(fingerprint(self.learn.xb))
+        if self._hook is None:  # no linear layer: the output itself
+            pred = self.learn.pred
+            if isinstance(pred, torch.Tensor):
+                self.embeddings.append(pred.detach().float().flatten(1).cpu())
+
+    def after_validate(self) -> None:
+        if self._hook is not None:
+            self._hook.remove()
+            self._hook = None
+
+
+def fingerprint(xb: Sequence[torch.Tensor]) -> torch.Tensor:
+    """(B, F) float: each image pooled to 32 x 32 grey values, other inputs flattened (first 4096 values)."""
+    parts = []
+    for x in xb:
+        if not isinstance(x, torch.Tensor):
+            continue
+        x = x.detach().float()
+        if x.ndim == 4:  # (B, C, H, W)
+            x = F.adaptive_avg_pool2d(x.mean(1, keepdim=True), FINGERPRINT_SIZE)
+        parts.append(x.flatten(1)[:, :4096].cpu())
+    return torch.cat(parts, dim=1) if parts else torch.zeros(len(xb[0]) if xb else 0, 1)
+
+
+def _predict(learn: Learner, dl: DataLoader) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    collect = _Collect()
+    with learn.added_cbs([collect]):
+        preds = learn.get_preds(dl=dl)[0]
+    probs = preds.float().reshape(len(preds), -1).numpy()
+    emb = torch.cat(collect.embeddings).numpy() if collect.embeddings else np.zeros((len(probs), 1))
+    fp = torch.cat(collect.fingerprints).numpy() if collect.fingerprints else np.zeros((len(probs), 1))
+    return probs, emb, fp
+
+
+def _loader(dls: DataLoaders, idx: np.ndarray, train: bool) -> DataLoader:
+    dsets = dataset_of(dls)
+    base = dls.train if train else dls.valid
+    return base.new(
+        dataset=Subset(dsets, idx.tolist()), shuffle=train, drop_last=train and len(idx) > base.bs
+    )
+
+
+def _empty(n: int, widths: tuple[int, int, int]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    return tuple(np.full((n, w), np.nan, dtype=np.float32) for w in widths)  # type: ignore[return-value]
+
+
+def out_of_fold(
+    dls: DataLoaders,
+    learner: LearnerFactory,
+    folds: int = 5,
+    epochs: int = 2,
+    lr: float | None = None,
+    seed: int = 42,
+    exclude: Sequence[int] = (),
+    progress: bool = False,
+    log: Callable[[str], None] | None = None,
+) -> Predictions:
+    """Train `folds` models with `learner(dls_for_fold)` and `fit_one_cycle(epochs, lr)`; predict each
+    item with the one model that held it out.
+
+    `learner` is the user's recipe, e.g. `lambda dls: vision_learner(dls, "resnet18", pretrained=False)`;
+    `exclude`: item indices to leave out (files that fail to load). The folds are stratified by class and
+    seeded, so the same call gives the same folds.
+    """
+    dsets = dataset_of(dls)
+    n = len(dsets)
+    targets = item_targets(dls)
+    vocab = dls.vocab
+    bad = set(int(i) for i in exclude)
+    idx = np.asarray([i for i in range(n) if i not in bad], dtype=np.int64)
+    check_folds(targets, vocab, folds, idx)
+    parts = fold_indices(targets, idx, folds, seed, stratify=vocab is not None)
+    out: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None
+    for k, held in enumerate(parts):
+        train_idx = np.setdiff1d(idx, held, assume_unique=True)
+        fold_dls = DataLoaders(_loader(dls, train_idx, True), _loader(dls, held, False), dls.loss_factory)
+        torch.manual_seed(seed + k)
+        learn = learner(fold_dls)
+        if not progress:
+            learn.remove_cb(ProgressCallback)
+        learn.fit_one_cycle(epochs, lr if lr is not None else learn.lr)
+        probs, emb, fp = _predict(learn, fold_dls.valid)
+        if out is None:
+            out = _empty(n, (probs.shape[1], emb.shape[1], fp.shape[1]))
+        for arr, got in zip(out, (probs, emb, fp), strict=True):
+            arr[held] = got
+        if log is not None:
+            log(f"fold {k + 1}/{folds}: trained on {len(train_idx)} items, predicted {len(held)}")
+    assert out is not None
+    predicted = np.zeros(n, dtype=bool)
+    predicted[idx] = True
+    return Predictions(
+        probs=out[0],
+        targets=targets,
+        embeddings=out[1],
+        fingerprints=out[2],
+        predicted=predicted,
+        in_valid=_in_valid(dsets, n),
+        vocab=list(vocab) if vocab is not None else None,
+        folds=folds,
+    )
+
+
+def _in_valid(dsets: Datasets, n: int) -> np.ndarray:
+    in_valid = np.zeros(n, dtype=bool)
+    in_valid[np.asarray(dsets.splits[1], dtype=np.int64)] = True
+    return in_valid
+
+
+def learner_predictions(learn: Learner, exclude: Sequence[int] = ()) -> Predictions:
+    """Every item predicted by one trained learner, in one pass: fast, but biased (it has seen the labels
+    of its training items, so it agrees with wrong ones it memorised). Out-of-fold predictions are not."""
+    dls = learn.dls
+    dsets = dataset_of(dls)
+    n = len(dsets)
+    bad = set(int(i) for i in exclude)
+    idx = np.asarray([i for i in range(n) if i not in bad], dtype=np.int64)
+    probs, emb, fp = _predict(learn, _loader(dls, idx, False))
+    out = _empty(n, (probs.shape[1], emb.shape[1], fp.shape[1]))
+    for arr, got in zip(out, (probs, emb, fp), strict=True):
+        arr[idx] = got
+    predicted = np.zeros(n, dtype=bool)
+    predicted[idx] = True
+    return Predictions(
+        probs=out[0],
+        targets=item_targets(dls),
+        embeddings=out[1],
+        fingerprints=out[2],
+        predicted=predicted,
+        in_valid=_in_valid(dsets, n),
+        vocab=list(dls.vocab) if dls.vocab is not None else None,
+        folds=0,
+        notes=[
+            "quick: predictions of the trained learner itself, which saw most of these labels in training; "
+            "it misses wrong labels it memorised (use folds for unbiased out-of-fold predictions)"
+        ],
+    )
