@@ -1,4 +1,5 @@
-"""The layering rule of DESIGN.md: imports only go down (core <- data <- train <- applications <- cli).
+"""The layering rule of DESIGN.md: imports only go down (core <- data <- train <- applications <- clean
+<- cli).
 
 `_external` (downloads and archives, used by `lamina datasets` without torch) sits below core: it imports
 nothing else of lamina.
@@ -22,7 +23,8 @@ RANK = {
     "tabular": 3,
     "collab": 3,
     "text": 3,
-    "cli": 4,
+    "clean": 4,
+    "cli": 5,
 }
 APPS = {"vision", "tabular", "collab", "text"}
 
@@ -60,6 +62,12 @@ def test_imports_only_go_down() -> None:
             if RANK[other] > RANK[own] or (own in APPS and other in APPS):
                 bad.append(f"{rel} imports {mod}")
     assert not bad, "imports that go up (or across applications):\n" + "\n".join(bad)
+
+
+def test_every_layer_has_a_rank() -> None:
+    """A new top-level package must be placed in RANK, or the checks above would skip it silently."""
+    tops = {p.relative_to(SRC).parts[0].removesuffix(".py") for p in SRC.rglob("*.py")}
+    assert not tops - set(RANK) - {"__init__"}, f"packages without a layer: {sorted(tops - set(RANK))}"
 
 
 def test_no_star_imports_in_package() -> None:
