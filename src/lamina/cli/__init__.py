@@ -460,6 +460,9 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("action", nargs="?", choices=["get"], help="get: download, extract, print the path")
     d.add_argument("name", nargs="?", help="a dataset name from the list")
     d.set_defaults(func=cmd_datasets)
+    from lamina.cli.clean import add_clean_parser
+
+    add_clean_parser(sub, _add_data_args, _dataloaders)
     for sp in {id(v): v for v in sub.choices.values()}.values():
         sp.add_argument("--debug", action="store_true", help="show the traceback of an error")
     return parser
