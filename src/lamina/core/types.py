@@ -165,7 +165,21 @@ class TensorBBox(TensorBase):
 
 
 class TensorText(TensorBase):
-    """Token ids of a text as a 1-d int64 tensor."""
+    """Token ids of a text as a 1-d int64 tensor.
+
+    A batch of texts of different lengths is padded on the right with `PAD` (-1, never a token id) to the
+    longest one: (B, L) int64. The model reads its attention mask as `ids >= 0`, so the mask travels in
+    the ids themselves, whatever the tokenizer's own padding token is (many have none).
+    """
+
+    PAD: ClassVar[int] = -1
+
+    @classmethod
+    def collate(cls, elems: list[torch.Tensor]) -> Any:
+        if all(e.ndim == 1 for e in elems):
+            plain = [e.as_subclass(torch.Tensor) for e in elems]
+            return torch.nn.utils.rnn.pad_sequence(plain, batch_first=True, padding_value=cls.PAD)
+        return None
 
 
 class Category(str):

@@ -12,6 +12,21 @@ from lamina.train.callback import Callback
 __all__ = ["GatherPreds"]
 
 
+def _cat(parts: list[Tensor], pad: float = 0) -> Tensor:
+    """Concatenate batches along dim 0; batches that differ in their other dimensions (texts padded to
+    each batch's longest) are first padded at the end with `pad` to the largest."""
+    shapes = {tuple(p.shape[1:]) for p in parts}
+    if len(shapes) > 1 and len({len(s) for s in shapes}) == 1:
+        size = [max(s[d] for s in shapes) for d in range(len(next(iter(shapes))))]
+        parts = [
+            torch.nn.functional.pad(
+                p, [x for d in reversed(range(len(size))) for x in (0, size[d] - p.shape[d + 1])], value=pad
+            )
+            for p in parts
+        ]
+    return torch.cat(parts)
+
+
 class GatherPreds(Callback):
     """Keeps every batch's raw predictions and targets (and on request inputs and per-item losses).
 
@@ -50,17 +65,23 @@ class GatherPreds(Callback):
         if self._item_loss is not None and learn.yb:
             self._losses.append(self._item_loss(learn.pred, *learn.yb).detach())
 
+    def _pad(self, k: int) -> float:
+        """The padding value of element k of the batches (its type's PAD, e.g. -1 for token ids; else 0)."""
+        types = getattr(self.learn.dl, "batch_types", ())
+        return float(getattr(types[k], "PAD", 0)) if k < len(types) else 0.0
+
     def preds(self) -> Tensor:
-        return torch.cat(self._preds).float().cpu() if self._preds else torch.empty(0)
+        return _cat(self._preds).float().cpu() if self._preds else torch.empty(0)
 
     def targets(self) -> Tensor | tuple[Tensor, ...] | None:
         if not self._targs or not self._targs[0]:
             return None
-        cols = [torch.cat([t[k] for t in self._targs]).cpu() for k in range(len(self._targs[0]))]
+        n = len(self._inps[0]) if self._inps else self.learn.dls.n_inp
+        cols = [_cat([t[k] for t in self._targs], self._pad(n + k)).cpu() for k in range(len(self._targs[0]))]
         return cols[0] if len(cols) == 1 else tuple(cols)
 
     def inputs(self) -> tuple[Tensor, ...]:
-        return tuple(torch.cat([x[k] for x in self._inps]).cpu() for k in range(len(self._inps[0])))
+        return tuple(_cat([x[k] for x in self._inps], self._pad(k)).cpu() for k in range(len(self._inps[0])))
 
     def losses(self) -> Tensor:
         return torch.cat(self._losses).float().cpu() if self._losses else torch.empty(0)
