@@ -1,0 +1,540 @@
+"""TabularDataLoaders: a table in, whole batches of (categorical codes, continuous values, target) out.
+
+The frame is processed once (procs set up on the training rows) into contiguous tensors; a batch is then
+one index into them (`lamina.data.BatchedItems`), not a collation of rows: the loader runs at the speed of a
+plain PyTorch loop over the same tensors. Decoding goes back through the same procs, so `show_batch` and
+`show_results` are tables of the original values.
+
+>>> dls = TabularDataLoaders.from_df(df, y_names="income", valid_pct=0.2, seed=42)   # doctest: +SKIP
+>>> dls.summary()                                                                   # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import torch
+
+from lamina.core import (
+    Category,
+    MultiCategory,
+    Pipeline,
+    TensorCategory,
+    TensorMultiCategory,
+    Transform,
+    decodes,
+    encodes,
+    lookup_transform,
+    register_loaders,
+    register_transform,
+    registered_name,
+)
+from lamina.data import (
+    BCEWithLogitsLossFlat,
+    CrossEntropyLossFlat,
+    DataLoader,
+    DataLoaders,
+    MSELossFlat,
+)
+from lamina.data.blocks import TensorRegression
+from lamina.tabular.columns import ColumnPlan, as_pandas, plan_columns, read_table
+from lamina.tabular.procs import (
+    Categorify,
+    FillMissing,
+    Normalize,
+    TabularProc,
+    TabularRow,
+    TensorCat,
+    TensorCont,
+    as_cat_tensor,
+    as_cont_tensor,
+)
+
+__all__ = ["TabularDataLoaders", "TabularTable", "TabularTarget"]
+
+_KINDS = ("category", "regression", "multilabel")
+_MAX_PROCS = 32
+
+
+@register_transform("tabular.TabularTarget")
+class TabularTarget(Transform):
+    """The target column(s) -> a tensor (class index, values or multi-hot), and back to labels or numbers.
+
+    `kind`: "category" (one column of labels), "regression" (one or more number columns) or "multilabel"
+    (several 0/1 columns, one per label). Inferred from the training targets when None."""
+
+    def __init__(self, y_names: list[str], kind: str | None = None, vocab: list[str] | None = None) -> None:
+        super().__init__()
+        if kind is not None and kind not in _KINDS:
+            raise ValueError(f"TabularTarget: kind must be one of {_KINDS}, got {kind!r}")
+        if not isinstance(y_names, list) or not y_names or not all(isinstance(n, str) for n in y_names):
+            raise TypeError("TabularTarget: y_names must be a non-empty list of column names")
+        self.y_names, self.kind = list(y_names), kind
+        self.vocab: list[str] | None = list(vocab) if vocab is not None else None
+        if self.vocab is not None and not all(isinstance(v, str) for v in self.vocab):
+            raise TypeError("TabularTarget: the vocabulary must be a list of strings")
+        self._map = {v: i for i, v in enumerate(self.vocab or [])}
+
+    @property
+    def c(self) -> int:
+        """The number of model outputs the target needs."""
+        return len(self.vocab or []) if self.kind == "category" else len(self.y_names)
+
+    def setup(self, items: Any) -> None:
+        df = items
+        _check_no_missing(df, self.y_names)
+        if self.kind is None:
+            self.kind = _infer_kind(df, self.y_names)
+        if self.kind == "category":
+            if len(self.y_names) != 1:
+                raise ValueError(
+                    f"TabularTarget: a category target is one column, got {self.y_names}.\n"
+                    "help: several 0/1 columns are a multi-label target: y_block='multilabel'"
+                )
+            labels = sorted(df[self.y_names[0]].astype(str).unique().tolist())
+            if len(labels) < 2:
+                raise ValueError(
+                    f"TabularTarget: the target {self.y_names[0]!r} has a single class {labels} in the "
+                    "training rows; there is nothing to learn.\nhelp: check the target column and the split"
+                )
+            self.vocab = labels
+            self._map = {v: i for i, v in enumerate(labels)}
+        elif self.kind == "multilabel":
+            self.vocab = list(self.y_names)
+        else:
+            for c in self.y_names:
+                _check_number_target(df[c], c)
+
+    @encodes
+    def frame(self, df: pd.DataFrame) -> pd.DataFrame:
+        return df  # the target stays a column until `tensor` (a frame can be decoded for display)
+
+    def tensor(self, df: pd.DataFrame) -> torch.Tensor:
+        """The target of every row: int64 class indices (N,), or float32 (N, c) values / multi-hot."""
+        _check_no_missing(df, self.y_names)
+        if self.kind == "category":
+            codes = df[self.y_names[0]].astype(str).map(self._map)
+            unseen = df[self.y_names[0]][codes.isna()]
+            if len(unseen):
+                raise ValueError(
+                    f"TabularTarget: {len(unseen)} row(s) have a label never seen in training, e.g. "
+                    f"{unseen.iloc[0]!r} (training labels: {(self.vocab or [])[:10]}).\n"
+                    "help: make sure every class has training rows (a stratified split), or drop those rows"
+                )
+            return torch.tensor(codes.to_numpy(dtype=np.int64))
+        for c in self.y_names:
+            _check_number_target(df[c], c)
+        vals = df[self.y_names].apply(pd.to_numeric, errors="coerce").to_numpy(dtype=np.float32)
+        return torch.tensor(vals)
+
+    @property
+    def type(self) -> type:
+        """The semantic type of one target."""
+        return {"category": TensorCategory, "multilabel": TensorMultiCategory}.get(
+            self.kind or "", TensorRegression
+        )
+
+    @decodes
+    def label(self, o: TensorCategory) -> Category:
+        return Category(str((self.vocab or [])[int(o)]))
+
+    @decodes
+    def labels(self, o: TensorMultiCategory) -> MultiCategory:
+        return MultiCategory([str((self.vocab or [])[i]) for i in torch.nonzero(o > 0.5).flatten().tolist()])
+
+    @decodes
+    def number(self, o: TensorRegression) -> TabularRow:
+        vals = o.reshape(-1).tolist()
+        return TabularRow((n, round(float(v), 6)) for n, v in zip(self.y_names, vals, strict=True))
+
+    def loss_factory(self) -> Callable[[], torch.nn.Module]:
+        """The loss this target trains with: cross-entropy, binary cross-entropy per label, or MSE."""
+        return {"category": CrossEntropyLossFlat, "multilabel": BCEWithLogitsLossFlat}.get(
+            self.kind or "", MSELossFlat
+        )
+
+    def to_config(self) -> dict[str, Any]:
+        return {"y_names": self.y_names, "kind": self.kind, "vocab": self.vocab}
+
+
+def _infer_kind(df: pd.DataFrame, y_names: list[str]) -> str:
+    if len(y_names) > 1:
+        binary = all(set(pd.unique(df[c].astype(float))) <= {0.0, 1.0} for c in y_names if _numeric(df[c]))
+        all_num = all(_numeric(df[c]) for c in y_names)
+        return "multilabel" if all_num and binary else "regression"
+    col = df[y_names[0]]
+    return "regression" if pd.api.types.is_float_dtype(col) else "category"
+
+
+def _numeric(col: pd.Series) -> bool:
+    return bool(pd.api.types.is_numeric_dtype(col) or pd.api.types.is_bool_dtype(col))
+
+
+def _check_no_missing(df: pd.DataFrame, y_names: list[str]) -> None:
+    for c in y_names:
+        if c not in df.columns:
+            raise KeyError(f"tabular: the target column {c!r} is not in the table.\nhelp: check y_names")
+        na = df[c].isna()
+        if na.any():
+            rows = df.index[na][:5].tolist()
+            raise ValueError(
+                f"tabular: the target column {c!r} has {int(na.sum())} missing value(s), e.g. at rows "
+                f"{rows}.\n"
+                "help: drop those rows (df.dropna(subset=[...])) or fill them; a model cannot learn from a "
+                "missing target"
+            )
+
+
+def _check_number_target(col: pd.Series, name: str) -> None:
+    as_num = pd.to_numeric(col, errors="coerce")
+    bad = col[as_num.isna() & col.notna()]
+    if len(bad):
+        raise ValueError(
+            f"tabular: the regression target {name!r} holds {len(bad)} value(s) that are not numbers, e.g. "
+            f"{bad.iloc[0]!r}.\nhelp: clean the column, or use y_block='category' for labels"
+        )
+
+
+class TabularTable(Sequence[tuple[Any, ...]]):
+    """A processed table as contiguous tensors: rows one at a time (typed, for display and types) or a
+    whole batch from an index tensor (plain tensors, for training): a `lamina.data.BatchedItems`."""
+
+    def __init__(
+        self, cats: torch.Tensor, conts: torch.Tensor, ys: torch.Tensor | None, y_type: type
+    ) -> None:
+        self.cats, self.conts, self.ys, self.y_type = cats, conts, ys, y_type
+
+    def __len__(self) -> int:
+        return len(self.cats)
+
+    def __getitem__(self, i: Any) -> tuple[Any, ...]:
+        row = (self.cats[i].as_subclass(TensorCat), self.conts[i].as_subclass(TensorCont))
+        return row if self.ys is None else (*row, self.ys[i].as_subclass(self.y_type))
+
+    def get_batch(self, idxs: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        b = (self.cats[idxs], self.conts[idxs])
+        return b if self.ys is None else (*b, self.ys[idxs])
+
+
+class _Processing:
+    """The procs and the target, set up on the training rows; frames in, tables out."""
+
+    def __init__(
+        self, procs: list[TabularProc], target: TabularTarget, cat_names: list[str], cont_names: list[str]
+    ):
+        self.procs, self.target, self.cat_names, self.cont_names = procs, target, cat_names, cont_names
+
+    def frame(self, df: pd.DataFrame) -> pd.DataFrame:
+        for p in self.procs:
+            df = p(df)
+        return df
+
+    def table(self, df: pd.DataFrame, with_labels: bool) -> TabularTable:
+        out = self.frame(df)
+        ys = self.target.tensor(df) if with_labels else None
+        return TabularTable(
+            as_cat_tensor(out, self.cat_names), as_cont_tensor(out, self.cont_names), ys, self.target.type
+        )
+
+    def decoder(self) -> Pipeline:
+        """The decoding steps for a loader (they encode nothing there: the table is already processed)."""
+        return Pipeline([*self.procs, self.target])
+
+
+ProcFactory = Callable[[list[str], list[str]], TabularProc]
+
+
+def _default_procs() -> list[ProcFactory]:
+    return [
+        lambda cats, conts: FillMissing(conts),
+        lambda cats, conts: Categorify(cats),
+        lambda cats, conts: Normalize(conts),
+    ]
+
+
+@register_loaders("tabular.TabularDataLoaders")
+class TabularDataLoaders(DataLoaders):
+    """Training and validation loaders over a processed table, plus what the Learner reads from it."""
+
+    def __init__(
+        self, train: DataLoader, valid: DataLoader, processing: _Processing, plan: ColumnPlan | None = None
+    ) -> None:
+        super().__init__(train, valid, loss_func=processing.target.loss_factory())
+        self.processing, self.plan = processing, plan
+
+    # -- what the Learner reads ----------------------------------------------------------------------------
+    @property
+    def cat_names(self) -> list[str]:
+        return self.processing.cat_names
+
+    @property
+    def cont_names(self) -> list[str]:
+        return self.processing.cont_names
+
+    @property
+    def y_names(self) -> list[str]:
+        return self.processing.target.y_names
+
+    @property
+    def target_tfm(self) -> Transform | None:
+        return self.processing.target
+
+    @property
+    def vocab(self) -> list[Any] | None:
+        return self.processing.target.vocab if self.processing.target.kind != "regression" else None
+
+    @property
+    def c(self) -> int | None:
+        return self.processing.target.c
+
+    @property
+    def cardinalities(self) -> list[int]:
+        """Rows of each categorical column's embedding (its vocabulary plus the reserved code 0)."""
+        cat = next((p for p in self.processing.procs if isinstance(p, Categorify)), None)
+        if cat is not None:
+            return cat.cardinalities
+        return [int(self.train.dataset.cats[:, k].max()) + 1 for k in range(len(self.cat_names))]  # type: ignore[attr-defined]
+
+    # -- building -------------------------------------------------------------------------------------------
+    @classmethod
+    def from_df(
+        cls,
+        df: Any,
+        y_names: str | Sequence[str],
+        cat_names: Sequence[str] | None = None,
+        cont_names: Sequence[str] | None = None,
+        procs: Sequence[ProcFactory] | None = None,
+        y_block: str | None = None,
+        valid_pct: float = 0.2,
+        valid_idx: Sequence[int] | None = None,
+        seed: int | None = None,
+        bs: int = 256,
+        device: torch.device | str | None = None,
+        max_card: int = 20,
+    ) -> TabularDataLoaders:
+        """Loaders from a pandas or polars DataFrame: `y_names` the target column(s); the other columns'
+        kinds are inferred unless given (see `summary()`); `valid_idx` (row positions) or a random
+        `valid_pct` of the rows (with `seed`) for validation. `procs`: callables (cat_names, cont_names) ->
+        proc, in order (default: FillMissing, Categorify, Normalize)."""
+        df = as_pandas(df, "TabularDataLoaders.from_df")
+        ys = [y_names] if isinstance(y_names, str) else list(y_names)
+        if len(df) < 2:
+            raise ValueError(
+                f"TabularDataLoaders: the table has {len(df)} row(s); training needs at least 2 (one to "
+                "train on, one to validate).\nhelp: pass the whole table; predict a row with learn.predict"
+            )
+        plan = plan_columns(
+            df,
+            ys,
+            list(cat_names) if cat_names is not None else None,
+            list(cont_names) if cont_names is not None else None,
+            max_card,
+        )
+        train_idx, valid_rows = _split(len(df), valid_pct, valid_idx, seed)
+        train_df = df.iloc[train_idx]
+        cats, conts = list(plan.cat_names), list(plan.cont_names)
+        built: list[TabularProc] = []
+        for make in procs if procs is not None else _default_procs():
+            p = make(cats, conts)
+            p.setup(train_df if not built else _through(built, train_df))
+            cats, conts = p.columns(cats, conts)
+            built.append(p)
+        target = TabularTarget(ys, kind=y_block)
+        target.setup(train_df)
+        processing = _Processing(built, target, cats, conts)
+        train = processing.table(train_df, with_labels=True)
+        valid = processing.table(df.iloc[valid_rows], with_labels=True)
+        return cls(*_loaders(processing, train, valid, bs, seed, device), processing, plan)
+
+    @classmethod
+    def from_csv(
+        cls,
+        path: str | Path,
+        y_names: str | Sequence[str],
+        cat_names: Sequence[str] | None = None,
+        cont_names: Sequence[str] | None = None,
+        y_block: str | None = None,
+        valid_pct: float = 0.2,
+        seed: int | None = None,
+        bs: int = 256,
+        device: torch.device | str | None = None,
+    ) -> TabularDataLoaders:
+        """Loaders from a CSV or parquet file (by its suffix); see `from_df`."""
+        return cls.from_df(
+            read_table(path),
+            y_names,
+            cat_names=cat_names,
+            cont_names=cont_names,
+            y_block=y_block,
+            valid_pct=valid_pct,
+            seed=seed,
+            bs=bs,
+            device=device,
+        )
+
+    from_parquet = from_csv
+
+    def summary(self) -> str:
+        """Print (and return) what each column became, the rows per split and the target."""
+        t = self.processing.target
+        lines = [
+            f"rows: {len(self.train.dataset)} training, {len(self.valid.dataset)} validation",
+            str(self.plan)
+            if self.plan is not None
+            else f"categorical: {self.cat_names}\ncontinuous: {self.cont_names}",
+            f"target kind: {t.kind}"
+            + (f" ({t.c} classes: {_head(t.vocab)})" if t.kind == "category" else ""),
+            "procs: " + ", ".join(type(p).__name__ for p in self.processing.procs),
+        ]
+        out = "\n".join(lines)
+        print(out)
+        return out
+
+    # -- new rows -------------------------------------------------------------------------------------------
+    def test_dl(
+        self,
+        items: Any,
+        with_labels: bool = False,
+        bs: int | None = None,
+        skip_getters: bool = False,
+    ) -> DataLoader:
+        """A loader over new rows (a DataFrame, a row, a dict or a list of them) through the training procs.
+
+        A category never seen in training becomes the reserved code 0 (as a missing value); a missing
+        input column is an error that names it."""
+        df = _rows_frame(items)
+        table = self.processing.table(df, with_labels=with_labels)
+        return self.valid.new(
+            dataset=table, shuffle=False, drop_last=False, bs=bs or self.valid.bs, num_workers=0
+        )
+
+    # -- export ---------------------------------------------------------------------------------------------
+    def export_recipe(self) -> dict[str, Any]:
+        """The processing state as plain JSON: each proc by registered name with its config, the target."""
+        procs = []
+        for p in self.processing.procs:
+            name = registered_name(p)
+            if name is None:
+                raise TypeError(
+                    f"export: the tabular proc {type(p).__name__} is not registered (@register_transform)"
+                )
+            procs.append({"name": name, "config": p.to_config()})
+        return {
+            "procs": procs,
+            "target": self.processing.target.to_config(),
+            "cat_names": self.cat_names,
+            "cont_names": self.cont_names,
+            "bs": self.valid.bs,
+        }
+
+    @classmethod
+    def from_recipe(cls, config: dict[str, Any], device: torch.device | None) -> TabularDataLoaders:
+        """Empty loaders that process and decode rows as the exported ones did (for predict and test_dl)."""
+        procs_cfg = config["procs"]
+        if not isinstance(procs_cfg, list) or len(procs_cfg) > _MAX_PROCS:
+            raise ValueError(f"tabular: procs must be a list of at most {_MAX_PROCS} entries")
+        procs: list[TabularProc] = []
+        for entry in procs_cfg:
+            if not isinstance(entry, dict) or not isinstance(entry.get("name"), str):
+                raise ValueError(f"tabular: malformed proc entry {str(entry)[:200]}")
+            proc_cls = lookup_transform(entry["name"])
+            if not (isinstance(proc_cls, type) and issubclass(proc_cls, TabularProc)):
+                raise ValueError(f"tabular: {entry['name']!r} is not a tabular proc")
+            cfg = entry.get("config")
+            if not isinstance(cfg, dict):
+                raise ValueError(f"tabular: the config of {entry['name']!r} is not an object")
+            procs.append(proc_cls(**cfg))
+        target_cfg = config["target"]
+        if not isinstance(target_cfg, dict):
+            raise ValueError("tabular: the target config is not an object")
+        target = TabularTarget(**target_cfg)
+        cats, conts = config["cat_names"], config["cont_names"]
+        for names in (cats, conts):
+            if not isinstance(names, list) or not all(isinstance(n, str) for n in names):
+                raise TypeError("tabular: cat_names and cont_names must be lists of strings")
+        bs = config.get("bs", 256)
+        if not isinstance(bs, int) or not 1 <= bs <= 2**20:
+            raise ValueError(f"tabular: invalid batch size {bs!r}")
+        processing = _Processing(procs, target, cats, conts)
+        empty = TabularTable(
+            torch.zeros((0, len(cats)), dtype=torch.int64),
+            torch.zeros((0, len(conts))),
+            torch.zeros((0,), dtype=torch.int64) if target.kind == "category" else torch.zeros((0, target.c)),
+            target.type,
+        )
+        train, valid = _loaders(processing, empty, empty, bs // 2 or 1, None, device)
+        types = (TensorCat, TensorCont, target.type)
+        for dl in (train, valid):
+            dl.set_types(types, types)
+        return cls(train, valid, processing)
+
+
+def _head(vocab: list[Any] | None, n: int = 10) -> list[Any]:
+    return list(vocab or [])[:n]
+
+
+def _through(procs: list[TabularProc], df: pd.DataFrame) -> pd.DataFrame:
+    for p in procs:
+        df = p(df)
+    return df
+
+
+def _rows_frame(items: Any) -> pd.DataFrame:
+    if isinstance(items, list | tuple) and len(items) == 1 and not isinstance(items[0], dict):
+        items = items[0]  # predict's [row]
+    if isinstance(items, list | tuple) and all(isinstance(r, pd.Series) for r in items):
+        return pd.DataFrame(list(items))
+    return as_pandas(items, "test_dl")
+
+
+def _split(
+    n: int, valid_pct: float, valid_idx: Sequence[int] | None, seed: int | None
+) -> tuple[list[int], list[int]]:
+    if valid_idx is not None:
+        valid = sorted({int(i) for i in valid_idx})
+        if valid and (valid[0] < 0 or valid[-1] >= n):
+            raise IndexError(f"tabular: valid_idx holds positions outside 0..{n - 1}")
+        vs = set(valid)
+        train = [i for i in range(n) if i not in vs]
+    else:
+        if not 0 <= valid_pct < 1:
+            raise ValueError(f"tabular: valid_pct must be in [0, 1), got {valid_pct}")
+        g = torch.Generator().manual_seed(
+            seed if seed is not None else int(torch.randint(0, 2**31, ()).item())
+        )
+        perm = torch.randperm(n, generator=g).tolist()
+        cut = round(n * valid_pct)
+        valid, train = sorted(perm[:cut]), sorted(perm[cut:])
+    if not train:
+        raise ValueError("tabular: no training rows left after the split.\nhelp: lower valid_pct")
+    return train, valid
+
+
+def _loaders(
+    processing: _Processing,
+    train: TabularTable,
+    valid: TabularTable,
+    bs: int,
+    seed: int | None,
+    device: torch.device | str | None,
+) -> tuple[DataLoader, DataLoader]:
+    decoder = processing.decoder()
+    tdl = DataLoader(
+        train,
+        bs=bs,
+        shuffle=True,
+        drop_last=len(train) > bs,
+        seed=seed,
+        device=device,
+        item_tfms=decoder,
+        split_idx=0,
+        n_inp=2,
+    )
+    vdl = DataLoader(
+        valid, bs=bs * 2, shuffle=False, seed=seed, device=device, item_tfms=decoder, split_idx=1, n_inp=2
+    )
+    return tdl, vdl

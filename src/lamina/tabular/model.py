@@ -1,0 +1,116 @@
+"""TabularModel: an embedding per categorical column, BatchNorm on the continuous ones, then an MLP.
+
+Embedding sizes follow a rule of thumb (`emb_sz_rule`: about 1.6 * n ** 0.56, at most 600), as entity
+embeddings do. A regression head predicts in units of the training target's spread around its mean (the
+model scales back), so the last layer starts well scaled whatever the target's units; `y_range` squashes the
+output into a range with a sigmoid.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+
+from lamina.core import register_model
+
+__all__ = ["TabularModel", "emb_sz_rule", "tabular_model"]
+
+
+def emb_sz_rule(n_cat: int) -> int:
+    """The embedding width for a column of `n_cat` categories."""
+    return min(600, round(1.6 * n_cat**0.56))
+
+
+class TabularModel(nn.Module):
+    """(categorical codes (B, n_cat) int64, continuous values (B, n_cont) float) -> (B, n_out)."""
+
+    def __init__(
+        self,
+        emb_szs: Sequence[tuple[int, int]],
+        n_cont: int,
+        n_out: int,
+        layers: Sequence[int] = (200, 100),
+        ps: float = 0.0,
+        embed_p: float = 0.0,
+        y_range: tuple[float, float] | None = None,
+        y_stats: tuple[float, float] | None = None,
+        bn_cont: bool = True,
+    ) -> None:
+        super().__init__()
+        self.embeds = nn.ModuleList([nn.Embedding(n, d) for n, d in emb_szs])
+        self.emb_drop = nn.Dropout(embed_p)
+        self.bn_cont = nn.BatchNorm1d(n_cont) if bn_cont and n_cont else None
+        n_in = sum(d for _, d in emb_szs) + n_cont
+        body: list[nn.Module] = []
+        for width in layers:
+            body += [nn.Linear(n_in, width), nn.ReLU(inplace=True), nn.BatchNorm1d(width)]
+            if ps:
+                body.append(nn.Dropout(ps))
+            n_in = width
+        self.layers = nn.Sequential(*body)
+        self.head = nn.Linear(n_in, n_out)
+        self.y_range = y_range
+        self.register_buffer("y_mean", torch.tensor(0.0 if y_stats is None else float(y_stats[0])))
+        self.register_buffer("y_std", torch.tensor(1.0 if y_stats is None else float(y_stats[1])))
+
+    def forward(self, x_cat: Tensor, x_cont: Tensor) -> Tensor:
+        parts = [e(x_cat[:, i]) for i, e in enumerate(self.embeds)]  # each (B, d_i)
+        x = (
+            self.emb_drop(torch.cat(parts, 1))
+            if parts
+            else x_cat.new_zeros((len(x_cat), 0), dtype=x_cont.dtype)
+        )
+        if x_cont.shape[1]:
+            cont = self.bn_cont(x_cont) if self.bn_cont is not None else x_cont
+            x = torch.cat([x, cont], 1)
+        out = self.head(self.layers(x))  # (B, n_out)
+        if self.y_range is not None:
+            lo, hi = self.y_range
+            return torch.sigmoid(out) * (hi - lo) + lo
+        return out * self.y_std + self.y_mean
+
+
+def _check_recipe(kwargs: Mapping[str, Any], shapes: Mapping[str, tuple[int, ...]]) -> None:
+    """Refuse a recipe whose embedding tables or widths do not match the weights (before building it)."""
+    cards, dims = kwargs.get("cardinalities"), kwargs.get("emb_dims")
+    if not isinstance(cards, list) or not isinstance(dims, list) or len(cards) != len(dims):
+        raise ValueError("cardinalities and emb_dims must be lists of the same length")
+    for i, (n, d) in enumerate(zip(cards, dims, strict=True)):
+        if shapes.get(f"embeds.{i}.weight") != (n, d):
+            raise ValueError(
+                f"embedding {i} is {shapes.get(f'embeds.{i}.weight')} in the weights, not ({n}, {d})"
+            )
+
+
+@register_model("tabular.tabular_model", check=_check_recipe)
+def tabular_model(
+    cardinalities: list[int],
+    emb_dims: list[int],
+    n_cont: int,
+    n_out: int,
+    layers: list[int],
+    ps: float = 0.0,
+    embed_p: float = 0.0,
+    y_range: list[float] | None = None,
+    y_stats: list[float] | None = None,
+    bn_cont: bool = True,
+) -> TabularModel:
+    """The TabularModel for given column cardinalities and embedding widths (JSON arguments, for export)."""
+    if len(cardinalities) != len(emb_dims):
+        raise ValueError(
+            f"tabular_model: {len(cardinalities)} cardinalities for {len(emb_dims)} embedding widths"
+        )
+    return TabularModel(
+        list(zip(cardinalities, emb_dims, strict=True)),
+        n_cont,
+        n_out,
+        layers=layers,
+        ps=ps,
+        embed_p=embed_p,
+        y_range=(float(y_range[0]), float(y_range[1])) if y_range is not None else None,
+        y_stats=(float(y_stats[0]), float(y_stats[1])) if y_stats is not None else None,
+        bn_cont=bn_cont,
+    )
