@@ -69,8 +69,8 @@ def add_datepart(df: pd.DataFrame, col: str, drop: bool = True) -> pd.DataFrame:
         "Month": dates.dt.month,
         "Week": iso.week.astype("Int64"),
         "Day": dates.dt.day,
-        "Dayofweek": dates.dt.dayofweek,
-        "Dayofyear": dates.dt.dayofyear,
+        "Dayofweek": dates.dt.day_of_week,
+        "Dayofyear": dates.dt.day_of_year,
         "Is_month_end": dates.dt.is_month_end,
         "Is_month_start": dates.dt.is_month_start,
     }

@@ -241,11 +241,11 @@ def as_cat_tensor(df: pd.DataFrame, cat_names: Sequence[str]) -> torch.Tensor:
     """The categorical codes of a processed frame as one contiguous (rows, columns) int64 tensor."""
     if not cat_names:
         return torch.zeros((len(df), 0), dtype=torch.int64)
-    return torch.from_numpy(np.ascontiguousarray(df[list(cat_names)].to_numpy(dtype=np.int64)))
+    return torch.tensor(df[list(cat_names)].to_numpy(dtype=np.int64))
 
 
 def as_cont_tensor(df: pd.DataFrame, cont_names: Sequence[str]) -> torch.Tensor:
     """The continuous values of a processed frame as one contiguous (rows, columns) float32 tensor."""
     if not cont_names:
         return torch.zeros((len(df), 0), dtype=torch.float32)
-    return torch.from_numpy(np.ascontiguousarray(df[list(cont_names)].to_numpy(dtype=np.float32)))
+    return torch.tensor(df[list(cont_names)].to_numpy(dtype=np.float32))
