@@ -1,0 +1,42 @@
+"""Collaborative filtering: ratings in, recommendations out (dot-product or MLP models over embeddings)."""
+
+from lamina.collab.data import (
+    UNKNOWN,
+    CollabDataLoaders,
+    CollabDecode,
+    CollabMeta,
+    CollabRatings,
+    TensorUserItem,
+    UserItem,
+)
+from lamina.collab.learner import DEFAULT_WD, CollabLearner, collab_learner, load_collab_learner
+from lamina.collab.metrics import NDCGAtK, RecallAtK, ndcg_at_k, recall_at_k
+from lamina.collab.models import EmbeddingDotBias, EmbeddingNN, emb_sz_rule, embedding_dot_bias, embedding_nn
+from lamina.collab.recommend import item_scores, plot_item_factors, recommend, similar_items
+
+__all__ = [
+    "DEFAULT_WD",
+    "UNKNOWN",
+    "CollabDataLoaders",
+    "CollabDecode",
+    "CollabLearner",
+    "CollabMeta",
+    "CollabRatings",
+    "EmbeddingDotBias",
+    "EmbeddingNN",
+    "NDCGAtK",
+    "RecallAtK",
+    "TensorUserItem",
+    "UserItem",
+    "collab_learner",
+    "emb_sz_rule",
+    "embedding_dot_bias",
+    "embedding_nn",
+    "item_scores",
+    "load_collab_learner",
+    "ndcg_at_k",
+    "plot_item_factors",
+    "recall_at_k",
+    "recommend",
+    "similar_items",
+]

@@ -1,0 +1,175 @@
+"""collab_learner and CollabLearner: a Learner over rating data that also recommends.
+
+`CollabLearner` adds queries on the learned factors (`recommend`, `similar_items`,
+`plot_item_factors`); it changes nothing in the training loop. A learner from `load_learner` becomes one
+with `CollabLearner.from_learner(learn)` (or `load_collab_learner(path)`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import torch
+from torch import nn
+
+from lamina.collab.data import CollabDataLoaders
+from lamina.collab.models import emb_sz_rule, embedding_dot_bias, embedding_nn
+from lamina.collab.recommend import plot_item_factors, recommend, similar_items
+from lamina.train import Callback, Learner, load_learner, rmse
+from lamina.train.optim import OptFactory, adamw
+
+if TYPE_CHECKING:
+    import pandas as pd
+    from matplotlib.figure import Figure
+
+__all__ = ["DEFAULT_WD", "CollabLearner", "collab_learner", "load_collab_learner"]
+
+# decoupled weight decay of the default fit; see README "Collaborative filtering" for the measurements
+DEFAULT_WD = 0.15
+
+
+class CollabLearner(Learner):
+    """A Learner whose data are CollabDataLoaders: trains as any Learner, and answers top-k queries."""
+
+    @property
+    def collab_dls(self) -> CollabDataLoaders:
+        dls = self.dls
+        if not isinstance(dls, CollabDataLoaders):
+            raise TypeError(
+                f"CollabLearner: the data are {type(dls).__name__}, not CollabDataLoaders.\n"
+                "help: build them with CollabDataLoaders.from_df(...)"
+            )
+        return dls
+
+    @classmethod
+    def from_learner(cls, learn: Learner) -> CollabLearner:
+        """The same data, model and loss as a CollabLearner (e.g. for a learner from `load_learner`)."""
+        out = cls(learn.dls, learn.model, loss_func=learn.loss_func, lr=learn.lr, wd=learn.wd)
+        out.model.eval()
+        return out
+
+    def recommend(self, user: Any, k: int = 10, exclude_seen: bool = True) -> pd.DataFrame:
+        """The `k` items with the highest predicted rating for `user` (an id, or a list of ids), best
+        first, leaving out what the user rated in training (`exclude_seen`); see `recommend`."""
+        return recommend(self.model, self.collab_dls.meta, user, k=k, exclude_seen=exclude_seen)
+
+    def similar_items(self, item: Any, k: int = 10) -> pd.DataFrame:
+        """The `k` items closest to `item` in the learned factors (cosine similarity)."""
+        return similar_items(self.model, self.collab_dls.meta, item, k=k)
+
+    def plot_item_factors(self, n: int = 50, figsize: tuple[float, float] = (14, 6)) -> Figure:
+        """Item biases and a 2-D projection of the factors of the `n` most-rated items, with titles."""
+        return plot_item_factors(self.model, self.collab_dls.meta, n=n, figsize=figsize)
+
+
+def _sizes(
+    dls: CollabDataLoaders, emb_szs: dict[str, int] | Sequence[int] | None, default: int | None
+) -> tuple[int, int]:
+    """(user width, item width) from `emb_szs` (by column name or as a pair), else `default` or the rule."""
+    m = dls.meta
+    if emb_szs is None:
+        if default is not None:
+            return default, default
+        return emb_sz_rule(m.n_users), emb_sz_rule(m.n_items)
+    if isinstance(emb_szs, dict):
+        unknown = set(emb_szs) - {m.user_name, m.item_name}
+        if unknown:
+            raise KeyError(
+                f"collab_learner: emb_szs names {sorted(unknown)}; the columns are {m.user_name!r} and "
+                f"{m.item_name!r}.\nhelp: e.g. emb_szs={{{m.user_name!r}: 40, {m.item_name!r}: 60}}"
+            )
+        fallback = _sizes(dls, None, default)
+        pair = (emb_szs.get(m.user_name, fallback[0]), emb_szs.get(m.item_name, fallback[1]))
+    else:
+        pair = tuple(emb_szs)  # type: ignore[assignment]
+        if len(pair) != 2:
+            raise ValueError(f"collab_learner: emb_szs={emb_szs!r}; expected (user width, item width)")
+    if not all(type(v) is int and v >= 1 for v in pair):
+        raise ValueError(f"collab_learner: emb_szs={emb_szs!r}; widths must be positive integers")
+    return pair[0], pair[1]
+
+
+def collab_learner(
+    dls: CollabDataLoaders,
+    n_factors: int = 50,
+    use_nn: bool = False,
+    emb_szs: dict[str, int] | Sequence[int] | None = None,
+    layers: Sequence[int] | None = None,
+    ps: Sequence[float] | None = None,
+    y_range: tuple[float, float] | None = None,
+    loss_func: Callable[..., torch.Tensor] | None = None,
+    metrics: Any = None,
+    cbs: Callback | Sequence[Callback] = (),
+    lr: float = 5e-3,
+    wd: float = DEFAULT_WD,
+    opt_func: OptFactory = adamw,
+    path: str | Path = ".",
+) -> CollabLearner:
+    """A CollabLearner with an `EmbeddingDotBias` (default) or, with `use_nn`, an `EmbeddingNN`.
+
+    Embedding widths: `emb_szs` ({column: width} or (user, item)) in both models; the dot product needs
+    one width for both, `n_factors` by default. The NN defaults to fastai's size rule and `layers=[100]`.
+    `y_range` defaults to the data's (the ratings' range, widened a little). `metrics` defaults to rmse.
+
+    >>> learn = collab_learner(dls)                       # doctest: +SKIP
+    >>> learn.fit_one_cycle(5, 5e-3)                      # doctest: +SKIP
+    >>> learn.recommend(196, k=10)                        # doctest: +SKIP
+    """
+    if not isinstance(dls, CollabDataLoaders):
+        raise TypeError(
+            f"collab_learner: got {type(dls).__name__}; expected CollabDataLoaders.\n"
+            "help: build them with CollabDataLoaders.from_df(ratings, user_name=..., item_name=..., ...)"
+        )
+    m = dls.meta
+    yr = list(y_range if y_range is not None else m.y_range)
+    model: nn.Module
+    if use_nn:
+        user_sz, item_sz = _sizes(dls, emb_szs, None)
+        widths = list(layers) if layers is not None else [100]
+        model = embedding_nn(
+            m.n_users,
+            m.n_items,
+            user_sz,
+            item_sz,
+            layers=widths,
+            ps=list(ps) if ps is not None else None,
+            y_range=yr,
+            mean=m.rating_mean,
+        )
+    else:
+        if layers is not None or ps is not None:
+            raise ValueError(
+                "collab_learner: layers= and ps= describe the MLP of use_nn=True; the dot-product model has "
+                "none.\nhelp: pass use_nn=True, or drop layers/ps"
+            )
+        user_sz, item_sz = _sizes(dls, emb_szs, n_factors)
+        if user_sz != item_sz:
+            raise ValueError(
+                f"collab_learner: emb_szs gives users {user_sz} and items {item_sz} factors; a dot product "
+                "needs the same number for both.\nhelp: give one width (n_factors=...), or use_nn=True"
+            )
+        model = embedding_dot_bias(m.n_users, m.n_items, n_factors=user_sz, y_range=yr, mean=m.rating_mean)
+    return CollabLearner(
+        dls,
+        model,
+        loss_func=loss_func,
+        opt_func=opt_func,
+        lr=lr,
+        wd=wd,
+        metrics=[rmse] if metrics is None else metrics,
+        cbs=cbs,
+        path=path,
+    )
+
+
+def load_collab_learner(path: str | Path, cpu: bool = True) -> CollabLearner:
+    """`load_learner` for a collab export, as a CollabLearner (recommend, similar_items, ...)."""
+    learn = load_learner(path, cpu=cpu)
+    if not isinstance(learn.dls, CollabDataLoaders):
+        raise TypeError(
+            f"load_collab_learner: {str(path)!r} holds a {type(learn.dls).__name__} learner, not a "
+            "collaborative-filtering one.\nhelp: use load_learner for other exports"
+        )
+    return CollabLearner.from_learner(learn)
