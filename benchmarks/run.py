@@ -18,7 +18,13 @@ import torch
 
 from benchmarks._common import REPO_ROOT, Options, SuiteResult, environment, format_table, log, write_json
 
-SUITES = {"overhead": "overhead", "data": "data", "accuracy": "accuracy", "import": "imports"}
+SUITES = {
+    "overhead": "overhead",
+    "data": "data",
+    "accuracy": "accuracy",
+    "import": "imports",
+    "text": "text",
+}
 
 
 def _parser() -> argparse.ArgumentParser:

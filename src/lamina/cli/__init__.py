@@ -214,6 +214,10 @@ def cmd_train(args: argparse.Namespace) -> int:
     from lamina.train import NonFiniteLossError, TerminateOnNaN
     from lamina.train.callbacks.hardware import Compile
 
+    if getattr(args, "user", None) is not None:  # a ratings CSV: lamina.cli.collab trains a recommender
+        from lamina.cli import collab
+
+        return collab.cmd_train(args)
     _check_valid_pct(args)
     torch.manual_seed(args.seed)
     dls = _dataloaders(args)
@@ -410,6 +414,7 @@ def build_parser() -> argparse.ArgumentParser:
         prog="lamina", description="Train and use image models in a few commands."
     )
     from lamina import __version__
+    from lamina.cli import collab as collab_cli
 
     parser.add_argument("--version", action="version", version=f"lamina {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -428,6 +433,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="torch.compile the model; 'auto' times eager and compiled steps first and keeps the faster",
     )
     t.add_argument("--out", default=None, help="run folder (default runs/<time>)")
+    collab_cli.add_train_args(t)
     t.set_defaults(func=cmd_train)
 
     p = sub.add_parser("predict", help="label image files with an exported model")
@@ -463,6 +469,7 @@ def build_parser() -> argparse.ArgumentParser:
     from lamina.cli.clean import add_clean_parser
 
     add_clean_parser(sub, _add_data_args, _dataloaders)
+    collab_cli.add_recommend_parser(sub)
     for sp in {id(v): v for v in sub.choices.values()}.values():
         sp.add_argument("--debug", action="store_true", help="show the traceback of an error")
     return parser
