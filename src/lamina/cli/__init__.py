@@ -211,6 +211,7 @@ def _run_dir(out: str | None) -> Path:
 def cmd_train(args: argparse.Namespace) -> int:
     import torch
 
+    from lamina.cli import text
     from lamina.train import NonFiniteLossError, TerminateOnNaN
     from lamina.train.callbacks.hardware import Compile
 
@@ -220,23 +221,31 @@ def cmd_train(args: argparse.Namespace) -> int:
         return collab.cmd_train(args)
     _check_valid_pct(args)
     torch.manual_seed(args.seed)
-    dls = _dataloaders(args)
-    _check_classes(args, dls)
-    learn = _learner(args, dls)
+    is_text = text.wants_text(args)  # --text-col, or a folder of .txt files: lamina.cli.text
+    if is_text:
+        dls = text.text_dataloaders(args)
+        learn = text.text_learner(args, dls)
+    else:
+        dls = _dataloaders(args)
+        _check_classes(args, dls)
+        learn = _learner(args, dls)
+    epochs = args.epochs if args.epochs is not None else (text.DEFAULT_TEXT_EPOCHS if is_text else 4)
     lr: float
     if args.lr == "auto":
         sugg = learn.lr_find()
         lr = float(sugg.valley)
         print(f"lr_find suggests {lr:.2e}")
+    elif args.lr is None:
+        lr = text.DEFAULT_TEXT_LR if is_text else 1e-2
     else:
         lr = float(args.lr)
     learn.add_cb(TerminateOnNaN(error=True))  # a diverged run stops here: nothing is exported
     start = time.perf_counter()
     try:
-        if args.pretrained:
-            learn.fine_tune(args.epochs, base_lr=lr)
+        if args.pretrained or is_text:
+            learn.fine_tune(epochs, base_lr=lr)
         else:
-            learn.fit_one_cycle(args.epochs, lr)
+            learn.fit_one_cycle(epochs, lr)
     except NonFiniteLossError as e:
         cause = str(e).split("\n")[0].removeprefix("TerminateOnNaN: ")
         raise _UsageError(
@@ -255,7 +264,10 @@ def cmd_train(args: argparse.Namespace) -> int:
     matplotlib.use("Agg")
     rec.plot_loss().savefig(run / "loss.png", dpi=100)
     learn.export(run / "model.lamina")
-    _save_interpretation(learn, run)
+    if is_text:
+        text.save_text_results(learn, run)
+    else:
+        _save_interpretation(learn, run)
     final = dict(zip(rec.metric_names[1:-1], rec.values[-1], strict=True)) if rec.values else {}
     summary: dict[str, Any] = {"seconds": round(secs, 2), **{k: round(float(v), 6) for k, v in final.items()}}
     compiled = [cb for cb in learn.cbs if isinstance(cb, Compile)]
@@ -291,9 +303,12 @@ def _save_interpretation(learn: Learner, run: Path) -> None:
 
 
 def cmd_predict(args: argparse.Namespace) -> int:
+    from lamina.cli.text import is_text_learner, predict_texts
     from lamina.train import load_learner
 
     learn = load_learner(args.model)
+    if is_text_learner(learn):
+        return predict_texts(learn, args)
     for f in args.files:
         if not Path(f).exists():
             raise _UsageError(f"{f!r} does not exist.\nhelp: check the path (relative to {os.getcwd()!r})")
@@ -415,6 +430,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     from lamina import __version__
     from lamina.cli import collab as collab_cli
+    from lamina.cli import text as text_cli
 
     parser.add_argument("--version", action="version", version=f"lamina {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -423,8 +439,13 @@ def build_parser() -> argparse.ArgumentParser:
     _add_data_args(t)
     t.add_argument("--arch", default=DEFAULT_ARCH, help=f"timm architecture (default {DEFAULT_ARCH})")
     t.add_argument("--pretrained", default=None, help="local weights file (safetensors or timm checkpoint)")
-    t.add_argument("--epochs", type=int, default=4)
-    t.add_argument("--lr", default="1e-2", help="learning rate, or 'auto' to run lr_find first")
+    t.add_argument("--epochs", type=int, default=None, help="epochs (default: 4 for images, 2 for texts)")
+    t.add_argument(
+        "--lr",
+        default=None,
+        help="learning rate (default: 1e-2 for images, 1e-3 for texts), or 'auto' (lr_find)",
+    )
+    text_cli.add_text_args(t)
     t.add_argument("--precision", choices=["fp32", "bf16", "fp16"], default="fp32")
     t.add_argument(
         "--compile",
@@ -436,9 +457,14 @@ def build_parser() -> argparse.ArgumentParser:
     collab_cli.add_train_args(t)
     t.set_defaults(func=cmd_train)
 
-    p = sub.add_parser("predict", help="label image files with an exported model")
+    p = sub.add_parser("predict", help="label image files (or texts) with an exported model")
     p.add_argument("model", help="a .lamina file written by `lamina train` or learn.export")
-    p.add_argument("files", nargs="+")
+    p.add_argument(
+        "files", nargs="+", help="image files; for a text model: texts, or one CSV (see --text-col)"
+    )
+    p.add_argument(
+        "--text-col", default=None, help="text model: the CSV column to label (default: the first)"
+    )
     p.add_argument("--json", action="store_true", help="print JSON")
     p.add_argument(
         "--out",
@@ -520,4 +546,3 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"lamina {args.command}: {_cli_help(e, _message(e))}", file=sys.stderr)
         print("(run with --debug or LAMINA_DEBUG=1 for the traceback)", file=sys.stderr)
         return 2
-
