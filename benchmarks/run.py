@@ -1,4 +1,4 @@
-"""Entry point: `python -m benchmarks.run --suite overhead|data|accuracy|import|all [--device D] [--quick]`.
+"""Entry point: `python -m benchmarks.run --suite NAME|all [--device D] [--quick]` (suites: SUITES below).
 
 Prints one table per suite and writes every repetition's figure, the ratios and the environment as JSON
 (`--out`, by default `benchmarks/results/<suite>-<device>[-quick].json`).

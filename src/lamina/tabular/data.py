@@ -44,6 +44,7 @@ from lamina.data.blocks import TensorRegression
 from lamina.tabular.columns import ColumnPlan, as_pandas, plan_columns, read_table
 from lamina.tabular.procs import (
     Categorify,
+    Columns,
     FillMissing,
     Normalize,
     TabularProc,
@@ -85,7 +86,7 @@ class TabularTarget(Transform):
         return len(self.vocab or []) if self.kind == "category" else len(self.y_names)
 
     def setup(self, items: Any) -> None:
-        df = items
+        df = _target_frame(items, self.y_names)
         _check_no_missing(df, self.y_names)
         if self.kind is None:
             self.kind = _infer_kind(df, self.y_names)
@@ -113,8 +114,9 @@ class TabularTarget(Transform):
     def frame(self, df: pd.DataFrame) -> pd.DataFrame:
         return df  # the target stays a column until `tensor` (a frame can be decoded for display)
 
-    def tensor(self, df: pd.DataFrame) -> torch.Tensor:
+    def tensor(self, items: pd.DataFrame | Columns) -> torch.Tensor:
         """The target of every row: int64 class indices (N,), or float32 (N, c) values / multi-hot."""
+        df = _target_frame(items, self.y_names)
         _check_no_missing(df, self.y_names)
         if self.kind == "category":
             codes = df[self.y_names[0]].astype(str).map(self._map)
@@ -159,6 +161,16 @@ class TabularTarget(Transform):
 
     def to_config(self) -> dict[str, Any]:
         return {"y_names": self.y_names, "kind": self.kind, "vocab": self.vocab}
+
+
+def _target_frame(items: pd.DataFrame | Columns, y_names: list[str]) -> pd.DataFrame:
+    """Just the target columns, as a DataFrame (from a frame or processed columns)."""
+    if isinstance(items, pd.DataFrame):
+        return items
+    missing = [c for c in y_names if c not in items]
+    if missing:
+        raise KeyError(f"tabular: the target column(s) {missing} are not in the table.\nhelp: check y_names")
+    return pd.DataFrame({c: items[c] for c in y_names})
 
 
 def _infer_kind(df: pd.DataFrame, y_names: list[str]) -> str:
@@ -228,16 +240,20 @@ class _Processing:
     ):
         self.procs, self.target, self.cat_names, self.cont_names = procs, target, cat_names, cont_names
 
-    def frame(self, df: pd.DataFrame) -> pd.DataFrame:
+    def columns(self, cols: Columns) -> Columns:
         for p in self.procs:
-            df = p(df)
-        return df
+            cols = p(cols)
+        return cols
 
-    def table(self, df: pd.DataFrame, with_labels: bool) -> TabularTable:
-        out = self.frame(df)
-        ys = self.target.tensor(df) if with_labels else None
+    def table(self, cols: Columns, with_labels: bool) -> TabularTable:
+        out = self.columns(cols)
+        ys = self.target.tensor(cols) if with_labels else None
+        n = cols.n_rows
         return TabularTable(
-            as_cat_tensor(out, self.cat_names), as_cont_tensor(out, self.cont_names), ys, self.target.type
+            as_cat_tensor(out, self.cat_names, n),
+            as_cont_tensor(out, self.cont_names, n),
+            ys,
+            self.target.type,
         )
 
     def decoder(self) -> Pipeline:
@@ -335,19 +351,23 @@ class TabularDataLoaders(DataLoaders):
             max_card,
         )
         train_idx, valid_rows = _split(len(df), valid_pct, valid_idx, seed)
-        train_df = df.iloc[train_idx]
+        used = [*plan.cat_names, *plan.cont_names, *ys]
+        whole = Columns.from_frame(df[used])
+        train_cols = _rows(whole, train_idx)
         cats, conts = list(plan.cat_names), list(plan.cont_names)
         built: list[TabularProc] = []
+        step = train_cols
         for make in procs if procs is not None else _default_procs():
             p = make(cats, conts)
-            p.setup(train_df if not built else _through(built, train_df))
+            p.setup(step)
+            step = p(step)
             cats, conts = p.columns(cats, conts)
             built.append(p)
         target = TabularTarget(ys, kind=y_block)
-        target.setup(train_df)
+        target.setup(df.iloc[train_idx][ys])
         processing = _Processing(built, target, cats, conts)
-        train = processing.table(train_df, with_labels=True)
-        valid = processing.table(df.iloc[valid_rows], with_labels=True)
+        train = processing.table(train_cols, with_labels=True)
+        valid = processing.table(_rows(whole, valid_rows), with_labels=True)
         return cls(*_loaders(processing, train, valid, bs, seed, device), processing, plan)
 
     @classmethod
@@ -406,8 +426,7 @@ class TabularDataLoaders(DataLoaders):
 
         A category never seen in training becomes the reserved code 0 (as a missing value); a missing
         input column is an error that names it."""
-        df = _rows_frame(items)
-        table = self.processing.table(df, with_labels=with_labels)
+        table = self.processing.table(_rows_columns(items), with_labels=with_labels)
         return self.valid.new(
             dataset=table, shuffle=False, drop_last=False, bs=bs or self.valid.bs, num_workers=0
         )
@@ -477,18 +496,20 @@ def _head(vocab: list[Any] | None, n: int = 10) -> list[Any]:
     return list(vocab or [])[:n]
 
 
-def _through(procs: list[TabularProc], df: pd.DataFrame) -> pd.DataFrame:
-    for p in procs:
-        df = p(df)
-    return df
+def _rows(cols: Columns, idx: Sequence[int]) -> Columns:
+    pos = np.asarray(idx, dtype=np.int64)
+    return Columns((k, v[pos]) for k, v in cols.items())
 
 
-def _rows_frame(items: Any) -> pd.DataFrame:
-    if isinstance(items, list | tuple) and len(items) == 1 and not isinstance(items[0], dict):
-        items = items[0]  # predict's [row]
-    if isinstance(items, list | tuple) and all(isinstance(r, pd.Series) for r in items):
-        return pd.DataFrame(list(items))
-    return as_pandas(items, "test_dl")
+def _rows_columns(items: Any) -> Columns:
+    """New rows as columns: a frame (pandas or polars), one row (dict, pandas Series) or a list of rows."""
+    if isinstance(items, dict | pd.Series):
+        items = [items]
+    if isinstance(items, list | tuple) and len(items) == 1 and not isinstance(items[0], dict | pd.Series):
+        items = items[0]  # predict's [frame]
+    if isinstance(items, list | tuple) and all(isinstance(r, dict | pd.Series) for r in items):
+        return Columns.from_records(list(items))  # no DataFrame built: a wide row stays cheap
+    return Columns.from_frame(as_pandas(items, "test_dl"))
 
 
 def _split(
