@@ -23,6 +23,7 @@ SUITES = {
     "data": "data",
     "accuracy": "accuracy",
     "import": "imports",
+    "collab": "collab",
     "text": "text",
 }
 
