@@ -65,3 +65,19 @@ def test_bad_text_inputs_exit_2(
     (empty / "config.json").write_text('{"model_type": "bert"}')
     assert main(["train", str(csv), "--text-col", "text", "--model", str(empty)]) == 2
     assert "has no tokenizer" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_example_runs(tmp_path: Path, model_folder: Path) -> None:
+    """examples/text_reviews.py end to end, on a tiny model folder (the real reviews, 120 of them)."""
+    import subprocess
+    import sys
+
+    example = Path(__file__).resolve().parents[2] / "examples" / "text_reviews.py"
+    out = tmp_path / "r.lamina"
+    args = ["--n", "120", "--model", str(model_folder), "--out", str(out)]
+    res = subprocess.run(
+        [sys.executable, str(example), *args], capture_output=True, text=True, timeout=300, cwd=tmp_path
+    )
+    assert res.returncode == 0, res.stderr[-2000:]
+    assert out.is_file() and "reloaded export predicts" in res.stdout
