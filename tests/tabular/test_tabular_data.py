@@ -7,7 +7,17 @@ import pandas as pd
 import pytest
 import torch
 
-from lamina.tabular import NA_LABEL, TabularDataLoaders, add_datepart, plan_columns
+from lamina.tabular import (
+    NA_LABEL,
+    Categorify,
+    FillMissing,
+    Normalize,
+    QuantileNormalize,
+    TabularDataLoaders,
+    add_datepart,
+    plan_columns,
+)
+from lamina.tabular.procs import Columns, TensorCont
 
 
 def test_column_kinds_are_inferred_and_summarised(capsys: pytest.CaptureFixture[str]) -> None:
@@ -37,7 +47,12 @@ def test_loader_batch_equals_a_hand_built_batch(toy: pd.DataFrame) -> None:
     """The first validation batch is the hand-processed rows: codes 1.. by sorted vocabulary (0 = missing),
     NaN indicator, training median fill, then (x - mean) / std with the training statistics."""
     valid_idx = list(range(0, 600, 5))
-    dls = TabularDataLoaders.from_df(toy, y_names="y", valid_idx=valid_idx, bs=16, device="cpu")
+    procs = [
+        lambda cats, conts: FillMissing(conts),
+        lambda cats, conts: Categorify(cats),
+        lambda cats, conts: Normalize(conts),
+    ]
+    dls = TabularDataLoaders.from_df(toy, y_names="y", valid_idx=valid_idx, bs=16, device="cpu", procs=procs)
     assert dls.cat_names == ["color", "size_na"] and dls.cont_names == ["size", "noise"]
     train = toy.drop(index=valid_idx)
     rows = toy.iloc[valid_idx[:32]]
@@ -60,6 +75,20 @@ def test_loader_batch_equals_a_hand_built_batch(toy: pd.DataFrame) -> None:
     assert torch.equal(x_cat, want_cats)
     assert torch.allclose(x_cont, torch.tensor(conts, dtype=torch.float32), atol=1e-5)
     assert y.tolist() == [1 if v == "yes" else 0 for v in rows["y"]]
+
+
+def test_quantile_normalize_bounds_outliers_keeps_order_and_decodes() -> None:
+    rng = np.random.default_rng(0)
+    heavy = np.concatenate([rng.lognormal(0, 1, 990), [1e6] * 10])  # a heavy tail, as AveOccup has
+    q = QuantileNormalize(["x"])
+    q.setup(Columns(x=heavy))
+    new = np.array([-1.0, 0.5, 1.0, 3.0, 1e7])
+    z = q(Columns(x=new))["x"]
+    assert np.all(np.diff(z) > 0) and np.abs(z).max() < 4  # order kept, a far outlier stays near 3.7
+    back = [q.decode(torch.tensor([v], dtype=torch.float32).as_subclass(TensorCont))["x"] for v in z[1:4]]
+    assert np.allclose(back, new[1:4], rtol=0.05)
+    again = QuantileNormalize(**q.to_config())
+    assert np.allclose(again(Columns(x=new))["x"], z)
 
 
 def test_show_batch_is_a_table_of_original_values(toy: pd.DataFrame) -> None:

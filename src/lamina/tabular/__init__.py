@@ -9,12 +9,13 @@
 from lamina.tabular.columns import ColumnPlan, add_datepart, plan_columns, read_table
 from lamina.tabular.data import TabularDataLoaders, TabularTable, TabularTarget
 from lamina.tabular.learner import feature_importance, plot_feature_importance, tabular_learner
-from lamina.tabular.model import TabularModel, emb_sz_rule, tabular_model
+from lamina.tabular.model import PeriodicEmbedding, TabularModel, emb_sz_rule, tabular_model
 from lamina.tabular.procs import (
     NA_LABEL,
     Categorify,
     FillMissing,
     Normalize,
+    QuantileNormalize,
     TabularProc,
     TabularRow,
     TensorCat,
@@ -27,6 +28,8 @@ __all__ = [
     "ColumnPlan",
     "FillMissing",
     "Normalize",
+    "PeriodicEmbedding",
+    "QuantileNormalize",
     "TabularDataLoaders",
     "TabularModel",
     "TabularProc",

@@ -46,7 +46,7 @@ from lamina.tabular.procs import (
     Categorify,
     Columns,
     FillMissing,
-    Normalize,
+    QuantileNormalize,
     TabularProc,
     TabularRow,
     TensorCat,
@@ -268,7 +268,7 @@ def _default_procs() -> list[ProcFactory]:
     return [
         lambda cats, conts: FillMissing(conts),
         lambda cats, conts: Categorify(cats),
-        lambda cats, conts: Normalize(conts),
+        lambda cats, conts: QuantileNormalize(conts),
     ]
 
 
@@ -335,7 +335,8 @@ class TabularDataLoaders(DataLoaders):
         """Loaders from a pandas or polars DataFrame: `y_names` the target column(s); the other columns'
         kinds are inferred unless given (see `summary()`); `valid_idx` (row positions) or a random
         `valid_pct` of the rows (with `seed`) for validation. `procs`: callables (cat_names, cont_names) ->
-        proc, in order (default: FillMissing, Categorify, Normalize)."""
+        proc, in order (default: FillMissing, Categorify, QuantileNormalize; `Normalize` is the plain
+        z-score)."""
         df = as_pandas(df, "TabularDataLoaders.from_df")
         ys = [y_names] if isinstance(y_names, str) else list(y_names)
         if len(df) < 2:

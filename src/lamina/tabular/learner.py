@@ -30,9 +30,11 @@ def tabular_learner(
     cbs: Any = (),
     opt_func: Callable[..., torch.optim.Optimizer] = adamw,
     lr: float = 1e-3,
+    cont_emb: int = 16,
 ) -> Learner:
     """A Learner with an entity-embedding MLP for `dls`: outputs, loss and decoding come from the target
-    (classes, values or labels); `emb_szs` overrides the width of some columns' embeddings."""
+    (classes, values or labels); `emb_szs` overrides the width of some columns' embeddings; `cont_emb`
+    is the width of each continuous column's periodic embedding (0: the raw value)."""
     if not isinstance(dls, TabularDataLoaders):
         raise TypeError(
             f"tabular_learner: expected TabularDataLoaders, got {type(dls).__name__}.\n"
@@ -60,6 +62,7 @@ def tabular_learner(
         embed_p=embed_p,
         y_range=[float(y_range[0]), float(y_range[1])] if y_range is not None else None,
         y_stats=y_stats,
+        cont_emb=cont_emb,
     )
     return Learner(dls, model, opt_func=opt_func, lr=lr, metrics=metrics, wd=wd, cbs=cbs)
 

@@ -16,12 +16,30 @@ from torch import Tensor, nn
 
 from lamina.core import register_model
 
-__all__ = ["TabularModel", "emb_sz_rule", "tabular_model"]
+__all__ = ["PeriodicEmbedding", "TabularModel", "emb_sz_rule", "tabular_model"]
 
 
 def emb_sz_rule(n_cat: int) -> int:
     """The embedding width for a column of `n_cat` categories."""
     return min(600, round(1.6 * n_cat**0.56))
+
+
+class PeriodicEmbedding(nn.Module):
+    """Each continuous value -> `width` features from sines and cosines of learned frequencies, through a
+    small per-column linear layer and a ReLU (periodic embeddings for numerical features): an MLP then sees
+    fine structure (e.g. a location's latitude) that one raw number would hide."""
+
+    def __init__(self, n_cont: int, n_freq: int = 16, width: int = 16, sigma: float = 1.0) -> None:
+        super().__init__()
+        self.freq = nn.Parameter(torch.randn(n_cont, n_freq) * sigma)  # (n_cont, n_freq)
+        self.weight = nn.Parameter(torch.randn(n_cont, 2 * n_freq, width) / (2 * n_freq) ** 0.5)
+        self.bias = nn.Parameter(torch.zeros(n_cont, width))
+
+    def forward(self, x: Tensor) -> Tensor:
+        v = 2 * torch.pi * self.freq[None] * x[..., None]  # (B, n_cont, n_freq)
+        f = torch.cat([torch.cos(v), torch.sin(v)], -1)  # (B, n_cont, 2 n_freq)
+        out = torch.relu(torch.einsum("bnf,nfw->bnw", f, self.weight) + self.bias)  # (B, n_cont, width)
+        return out.flatten(1)
 
 
 class TabularModel(nn.Module):
@@ -38,12 +56,14 @@ class TabularModel(nn.Module):
         y_range: tuple[float, float] | None = None,
         y_stats: tuple[float, float] | None = None,
         bn_cont: bool = True,
+        cont_emb: int = 0,
     ) -> None:
         super().__init__()
+        self.cont_emb = PeriodicEmbedding(n_cont, width=cont_emb) if cont_emb and n_cont else None
         self.embeds = nn.ModuleList([nn.Embedding(n, d) for n, d in emb_szs])
         self.emb_drop = nn.Dropout(embed_p)
         self.bn_cont = nn.BatchNorm1d(n_cont) if bn_cont and n_cont else None
-        n_in = sum(d for _, d in emb_szs) + n_cont
+        n_in = sum(d for _, d in emb_szs) + n_cont * (cont_emb if self.cont_emb is not None else 1)
         body: list[nn.Module] = []
         for width in layers:
             body += [nn.Linear(n_in, width), nn.ReLU(inplace=True), nn.BatchNorm1d(width)]
@@ -65,6 +85,8 @@ class TabularModel(nn.Module):
         )
         if x_cont.shape[1]:
             cont = self.bn_cont(x_cont) if self.bn_cont is not None else x_cont
+            if self.cont_emb is not None:
+                cont = self.cont_emb(cont)
             x = torch.cat([x, cont], 1)
         out = self.head(self.layers(x))  # (B, n_out)
         if self.y_range is not None:
@@ -97,6 +119,7 @@ def tabular_model(
     y_range: list[float] | None = None,
     y_stats: list[float] | None = None,
     bn_cont: bool = True,
+    cont_emb: int = 0,
 ) -> TabularModel:
     """The TabularModel for given column cardinalities and embedding widths (JSON arguments, for export)."""
     if len(cardinalities) != len(emb_dims):
@@ -113,4 +136,5 @@ def tabular_model(
         y_range=(float(y_range[0]), float(y_range[1])) if y_range is not None else None,
         y_stats=(float(y_stats[0]), float(y_stats[1])) if y_stats is not None else None,
         bn_cont=bn_cont,
+        cont_emb=cont_emb,
     )
