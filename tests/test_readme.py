@@ -90,3 +90,24 @@ def test_lower_layer_examples_run_as_printed(
         )  # a linear model on raw pixels, one epoch (10%: chance)
     else:
         assert torch.equal(ns["back"][0], ns["img"]) and ns["out"][1] == "a label"
+
+
+@pytest.mark.slow
+def test_text_example_runs_as_printed(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The Text section, as printed: all-MiniLM-L6-v2 on 400 clothing reviews, offline, on the CPU. Its
+    prediction must survive the export (the tokenizer travels inside the file)."""
+    import warnings
+
+    from lamina.train import load_learner
+
+    monkeypatch.chdir(tmp_path)
+    ns: dict[str, Any] = {}
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # the reviews without text are left out with a warning
+        exec(compile(_block("Text"), "README.md: Text", "exec"), ns)
+    learn = ns["learn"]
+    assert learn.recorder.values[-1][2] >= 0.75  # happy is ~77% of the reviews; learning shows in the loss
+    assert learn.recorder.values[-1][1] < 0.5
+    assert ns["label"] in ("happy", "unhappy") and ns["probs"].shape == (2,)
+    again = load_learner("reviews.lamina").predict("The fabric is scratchy and it runs small")
+    assert again[0] == ns["label"] and torch.allclose(again[2], ns["probs"], atol=1e-5)
