@@ -101,13 +101,18 @@ def test_unknown_users_and_items_predict_the_item_and_global_mean(trained: Colla
 
 
 def test_users_only_in_validation_map_to_the_reserved_index() -> None:
-    df = _ratings(n=600)
-    df = pd.concat([df, pd.DataFrame({"user": [9999], "item": [100], "rating": [4.0]})], ignore_index=True)
+    # fastai issue 1586: a user seen only in validation raised a KeyError (or got an untrained row)
+    lone = pd.DataFrame({"user": range(9001, 9021), "item": [100] * 20, "rating": [4.0] * 20})
+    df = pd.concat([_ratings(n=600), lone], ignore_index=True)
     dls = CollabDataLoaders.from_df(df, valid_pct=0.2, seed=1, device="cpu")
-    where = dls.valid.dataset.x if 9999 not in dls.meta.users else None  # type: ignore[attr-defined]
-    if where is not None:  # the lone row fell in validation: index 0, not a KeyError
-        assert 9999 not in dls.meta.users and int(where[:, 0].eq(0).sum()) >= 1
+    x = dls.valid.dataset.x  # type: ignore[attr-defined]
+    in_valid = [u for u in range(9001, 9021) if u not in dls.meta.users]
+    assert in_valid, "the split should leave some lone users to validation"
+    assert int(x[:, 0].eq(0).sum()) >= len(in_valid)  # each maps to the reserved index 0
     learn = collab_learner(dls, n_factors=4, metrics=None, cbs=[])
+    preds, _ = learn.get_preds(dl=dls.test_dl([(u, 100) for u in in_valid]))
+    item_mean = float(learn.predict((10**9, 100))[0])
+    assert torch.allclose(preds, torch.full_like(preds, item_mean))  # all get the item's mean
     assert math.isfinite(learn.validate()["valid_loss"])
 
 
