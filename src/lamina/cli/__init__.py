@@ -211,7 +211,7 @@ def _run_dir(out: str | None) -> Path:
 def cmd_train(args: argparse.Namespace) -> int:
     import torch
 
-    from lamina.cli import text
+    from lamina.cli import tabular, text
     from lamina.train import NonFiniteLossError, TerminateOnNaN
     from lamina.train.callbacks.hardware import Compile
 
@@ -222,14 +222,19 @@ def cmd_train(args: argparse.Namespace) -> int:
     _check_valid_pct(args)
     torch.manual_seed(args.seed)
     is_text = text.wants_text(args)  # --text-col, or a folder of .txt files: lamina.cli.text
+    is_table = tabular.wants_table(args)  # --target names a column of a CSV/parquet table
     if is_text:
         dls = text.text_dataloaders(args)
         learn = text.text_learner(args, dls)
+    elif is_table:
+        dls = tabular.tabular_dataloaders(args)
+        learn = tabular.tabular_learner_for(args, dls)
     else:
         dls = _dataloaders(args)
         _check_classes(args, dls)
         learn = _learner(args, dls)
-    epochs = args.epochs if args.epochs is not None else (text.DEFAULT_TEXT_EPOCHS if is_text else 4)
+    default_epochs = text.DEFAULT_TEXT_EPOCHS if is_text else tabular.DEFAULT_TABLE_EPOCHS if is_table else 4
+    epochs = args.epochs if args.epochs is not None else default_epochs
     lr: float
     if args.lr == "auto":
         sugg = learn.lr_find()
@@ -266,6 +271,8 @@ def cmd_train(args: argparse.Namespace) -> int:
     learn.export(run / "model.lamina")
     if is_text:
         text.save_text_results(learn, run)
+    elif is_table:
+        tabular.save_tabular_results(learn, run)
     else:
         _save_interpretation(learn, run)
     final = dict(zip(rec.metric_names[1:-1], rec.values[-1], strict=True)) if rec.values else {}
@@ -303,12 +310,15 @@ def _save_interpretation(learn: Learner, run: Path) -> None:
 
 
 def cmd_predict(args: argparse.Namespace) -> int:
+    from lamina.cli.tabular import is_tabular_learner, predict_rows
     from lamina.cli.text import is_text_learner, predict_texts
     from lamina.train import load_learner
 
     learn = load_learner(args.model)
     if is_text_learner(learn):
         return predict_texts(learn, args)
+    if is_tabular_learner(learn):
+        return predict_rows(learn, args)
     for f in args.files:
         if not Path(f).exists():
             raise _UsageError(f"{f!r} does not exist.\nhelp: check the path (relative to {os.getcwd()!r})")
@@ -430,6 +440,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     from lamina import __version__
     from lamina.cli import collab as collab_cli
+    from lamina.cli import tabular as tabular_cli
     from lamina.cli import text as text_cli
 
     parser.add_argument("--version", action="version", version=f"lamina {__version__}")
@@ -446,6 +457,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="learning rate (default: 1e-2 for images, 1e-3 for texts), or 'auto' (lr_find)",
     )
     text_cli.add_text_args(t)
+    tabular_cli.add_train_args(t)
     t.add_argument("--precision", choices=["fp32", "bf16", "fp16"], default="fp32")
     t.add_argument(
         "--compile",
