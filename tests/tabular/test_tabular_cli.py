@@ -54,3 +54,17 @@ def test_a_missing_target_column_is_one_clear_line(tmp_path: Path) -> None:
     pd.DataFrame({"a": [1.0, 2.0, 3.0], "b": ["x", "y", "x"]}).to_csv(tmp_path / "t.csv", index=False)
     r = _lamina("train", "t.csv", "--target", "income", "--epochs", "1", cwd=tmp_path)
     assert r.returncode == 2 and "'income'" in r.stderr and "Traceback" not in r.stderr
+
+
+def test_the_example_runs(tmp_path: Path) -> None:
+    example = Path(__file__).resolve().parents[2] / "examples" / "tabular_adult.py"
+    r = subprocess.run(
+        [sys.executable, str(example), "--epochs", "1", "--limit", "2000", "--out", "a.lamina"],
+        cwd=tmp_path,
+        env={**os.environ, "MPLBACKEND": "Agg"},
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert r.returncode == 0, r.stderr
+    assert (tmp_path / "a.lamina").exists() and (tmp_path / "feature_importance.png").exists()
