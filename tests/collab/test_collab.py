@@ -57,8 +57,8 @@ def test_trains_to_a_real_rmse_on_learnable_ratings(trained: CollabLearner) -> N
 
 
 def test_recommend_matches_a_brute_force_ranking(trained: CollabLearner) -> None:
-    dls = trained.collab_dls
-    meta = dls.meta
+    dls = trained.dls
+    meta = trained.meta
     user = meta.users[5]
     got = trained.recommend(user, k=7)
     u = meta.user_index(user)
@@ -85,9 +85,9 @@ def test_unknown_users_and_items_predict_the_item_and_global_mean(trained: Colla
     m = trained.model
     new_user, new_item = trained.predict({"user": 10**9, "item": 100})[0], trained.predict((1, "nope"))[0]
     both = trained.predict((10**9, "nope"))[0]
-    lo, hi = trained.collab_dls.meta.y_range
-    j = trained.collab_dls.meta.item_index(100)
-    u = trained.collab_dls.meta.user_index(1)
+    lo, hi = trained.meta.y_range
+    j = trained.meta.item_index(100)
+    u = trained.meta.user_index(1)
     with torch.no_grad():
         want_item = torch.sigmoid(m.bias + m.i_bias.weight[j, 0]) * (hi - lo) + lo  # type: ignore[operator]
         want_user = torch.sigmoid(m.bias + m.u_bias.weight[u, 0]) * (hi - lo) + lo  # type: ignore[operator]
@@ -95,7 +95,7 @@ def test_unknown_users_and_items_predict_the_item_and_global_mean(trained: Colla
     assert new_user == pytest.approx(float(want_item), abs=1e-5)
     assert new_item == pytest.approx(float(want_user), abs=1e-5)
     assert both == pytest.approx(float(want_global), abs=1e-5)
-    assert abs(both - trained.collab_dls.meta.rating_mean) < 0.5
+    assert abs(both - trained.meta.rating_mean) < 0.5
     cold = trained.recommend("someone new", k=3)  # the best-liked items, no KeyError
     assert len(cold) == 3
 
@@ -131,7 +131,7 @@ def test_export_round_trips_without_pickle(trained: CollabLearner, tmp_path: Pat
     with zipfile.ZipFile(path) as z:
         doc = json.loads(z.read("learner.json"))
     assert doc["data"]["loaders"]["name"] == "collab.CollabDataLoaders"
-    assert doc["data"]["loaders"]["config"]["meta"]["users"][:3] == trained.collab_dls.meta.users[1:4]
+    assert doc["data"]["loaders"]["config"]["meta"]["users"][:3] == trained.meta.users[1:4]
     loaded = load_collab_learner(path)
     rows = pd.DataFrame({"user": [1, 2, 10**9], "item": [100, 101, 102]})
     a, _ = trained.get_preds(dl=trained.dls.test_dl(rows))
@@ -210,7 +210,7 @@ def test_ranking_metrics_match_a_python_reference() -> None:
 
 
 def test_ranking_metrics_as_learner_metrics(trained: CollabLearner) -> None:
-    dls = trained.collab_dls
+    dls = trained.dls
     learn = collab_learner(dls, n_factors=8, metrics=[RecallAtK(dls, k=5), NDCGAtK(dls, k=5)], cbs=[])
     learn.model.load_state_dict(trained.model.state_dict())
     res = learn.validate()
@@ -255,3 +255,28 @@ def test_from_csv_reads_and_bounds_the_file(tmp_path: Path) -> None:
     assert len(dls.train.dataset) + len(dls.valid.dataset) == 300
     with pytest.raises(ValueError, match="max_bytes"):
         CollabDataLoaders.from_csv(f, max_bytes=10)
+
+
+def test_the_datablock_path_trains_recommends_and_exports(tmp_path: Path) -> None:
+    from lamina.collab import UserItemBlock
+    from lamina.data import ColReader, DataBlock, RandomSplitter, RegressionBlock
+
+    df = _ratings()
+    dblock = DataBlock(
+        blocks=(UserItemBlock(), RegressionBlock()),
+        get_x=ColReader(["user", "item"]),
+        get_y=ColReader("rating"),
+        splitter=RandomSplitter(0.2, seed=42),
+    )
+    dls = dblock.dataloaders(df, bs=64, device="cpu")
+    torch.manual_seed(0)
+    learn = collab_learner(dls, n_factors=8, metrics=None, cbs=[])
+    assert learn.meta.y_range == (0.0, 5.5)  # read from the training ratings (1-5)
+    learn.fit_one_cycle(6, 2e-2)
+    assert learn.validate()["rmse"] <= 0.95  # the same rows as the fast path's fixture (0.46 there)
+    new_user = learn.predict((10**9, 100))[0]  # an unseen user: the item's mean, no KeyError
+    assert 1 <= float(new_user) <= 5
+    recs = learn.recommend(learn.meta.users[3], k=4)
+    again = load_collab_learner(learn.export(tmp_path / "db.lamina"))
+    assert again.recommend(learn.meta.users[3], k=4).equals(recs)
+    assert isinstance(learn.dls.show_batch(max_n=3), pd.DataFrame)

@@ -1,5 +1,6 @@
 """Collaborative filtering: ratings in, recommendations out (dot-product or MLP models over embeddings)."""
 
+from lamina.collab.block import UserItemBlock, UserItemize, collab_meta
 from lamina.collab.data import (
     UNKNOWN,
     CollabDataLoaders,
@@ -28,7 +29,10 @@ __all__ = [
     "RecallAtK",
     "TensorUserItem",
     "UserItem",
+    "UserItemBlock",
+    "UserItemize",
     "collab_learner",
+    "collab_meta",
     "emb_sz_rule",
     "embedding_dot_bias",
     "embedding_nn",

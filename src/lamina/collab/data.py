@@ -33,6 +33,9 @@ __all__ = [
     "CollabRatings",
     "TensorUserItem",
     "UserItem",
+    "as_key",
+    "infer_y_range",
+    "vocab_of",
 ]
 
 UNKNOWN = "#unknown#"  # the display name of the reserved index 0 (a user or item unseen in training)
@@ -209,7 +212,7 @@ def _keys(v: Any, what: str) -> list[Key]:
 
 
 def _lookup(table: dict[Key, int], key: Any) -> int:
-    k = _as_key(key)
+    k = as_key(key)
     idx = table.get(k)
     if idx is None and isinstance(k, str):  # "196" on a command line for the integer id 196
         try:
@@ -219,7 +222,7 @@ def _lookup(table: dict[Key, int], key: Any) -> int:
     return idx or 0
 
 
-def _as_key(v: Any) -> Key:
+def as_key(v: Any) -> Key:
     """A Python int or str for an id (numpy ints and integral floats become ints)."""
     if isinstance(v, bool):
         return str(v)
@@ -350,8 +353,9 @@ def _dedupe(df: pd.DataFrame, names: tuple[str, str, str], how: Duplicates, wher
     return df.groupby([user, item], as_index=False, sort=False).agg({rating: "mean", **others})
 
 
-def _vocab(values: Any) -> list[Key]:
-    keys = {_as_key(v) for v in values}
+def vocab_of(values: Any) -> list[Key]:
+    """The sorted distinct ids of `values` (ints before strings) after the reserved UNKNOWN at index 0."""
+    keys = {as_key(v) for v in values}
     return [UNKNOWN, *sorted(keys, key=lambda k: (isinstance(k, str), k))]
 
 
@@ -361,9 +365,9 @@ def _encode(meta: CollabMeta, users: Sequence[Any], items: Sequence[Any]) -> Ten
     return torch.stack([u, i], dim=1) if len(u) else torch.zeros((0, 2), dtype=torch.int64)
 
 
-def _infer_y_range(r: Tensor) -> tuple[float, float]:
-    """The sigmoid's range: the ratings' range widened by 10% of its span on each side, so that the
-    extreme ratings are reachable (fastai's tutorial uses (0, 5.5) for 1-5 stars)."""
+def infer_y_range(r: Tensor) -> tuple[float, float]:
+    """The sigmoid's range: the ratings' range widened by a quarter of its span below and an eighth
+    above, so that the extreme ratings are reachable (1-5 stars: (0, 5.5), fastai's tutorial's range)."""
     lo, hi = float(r.min()), float(r.max())
     span = hi - lo if hi > lo else max(1.0, abs(hi))
     return lo - 0.25 * span, hi + 0.125 * span
@@ -377,7 +381,7 @@ def _titles(
         return None
     src = items if items is not None else df
     _check_columns(src, [item_name, title_name], "CollabDataLoaders titles")
-    table = {_as_key(k): str(t) for k, t in zip(src[item_name], src[title_name], strict=True)}
+    table = {as_key(k): str(t) for k, t in zip(src[item_name], src[title_name], strict=True)}
     return [UNKNOWN, *(table.get(k, str(k)) for k in meta_items[1:])]
 
 
@@ -472,7 +476,7 @@ class CollabDataLoaders(DataLoaders):
         else:
             train_idx, valid_idx = list(range(len(df))), []
         tr = df.iloc[train_idx]
-        users, items_v = _vocab(tr[user_name]), _vocab(tr[item_name])
+        users, items_v = vocab_of(tr[user_name]), vocab_of(tr[item_name])
         r_tr = r[torch.tensor(train_idx, dtype=torch.int64)]
         meta = CollabMeta(
             user_name,
@@ -481,7 +485,7 @@ class CollabDataLoaders(DataLoaders):
             users=users,
             items=items_v,
             titles=_titles(items_v, df, item_name, title_name, items),
-            y_range=y_range if y_range is not None else _infer_y_range(r_tr),
+            y_range=y_range if y_range is not None else infer_y_range(r_tr),
             rating_mean=float(r_tr.mean()),
         )
         x = _encode(meta, df[user_name].tolist(), df[item_name].tolist())

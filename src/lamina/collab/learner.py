@@ -14,9 +14,11 @@ from typing import TYPE_CHECKING, Any
 import torch
 from torch import nn
 
-from lamina.collab.data import CollabDataLoaders
+from lamina.collab.block import collab_meta, fill_rating_stats
+from lamina.collab.data import CollabDataLoaders, CollabMeta
 from lamina.collab.models import emb_sz_rule, embedding_dot_bias, embedding_nn
 from lamina.collab.recommend import plot_item_factors, recommend, similar_items
+from lamina.data import DataLoaders
 from lamina.train import Callback, Learner, load_learner, rmse
 from lamina.train.optim import OptFactory, adamw
 
@@ -34,14 +36,9 @@ class CollabLearner(Learner):
     """A Learner whose data are CollabDataLoaders: trains as any Learner, and answers top-k queries."""
 
     @property
-    def collab_dls(self) -> CollabDataLoaders:
-        dls = self.dls
-        if not isinstance(dls, CollabDataLoaders):
-            raise TypeError(
-                f"CollabLearner: the data are {type(dls).__name__}, not CollabDataLoaders.\n"
-                "help: build them with CollabDataLoaders.from_df(...)"
-            )
-        return dls
+    def meta(self) -> CollabMeta:
+        """The data's vocabularies, names and training pairs (CollabDataLoaders' or a UserItemBlock's)."""
+        return collab_meta(self.dls)
 
     @classmethod
     def from_learner(cls, learn: Learner) -> CollabLearner:
@@ -53,22 +50,21 @@ class CollabLearner(Learner):
     def recommend(self, user: Any, k: int = 10, exclude_seen: bool = True) -> pd.DataFrame:
         """The `k` items with the highest predicted rating for `user` (an id, or a list of ids), best
         first, leaving out what the user rated in training (`exclude_seen`); see `recommend`."""
-        return recommend(self.model, self.collab_dls.meta, user, k=k, exclude_seen=exclude_seen)
+        return recommend(self.model, self.meta, user, k=k, exclude_seen=exclude_seen)
 
     def similar_items(self, item: Any, k: int = 10) -> pd.DataFrame:
         """The `k` items closest to `item` in the learned factors (cosine similarity)."""
-        return similar_items(self.model, self.collab_dls.meta, item, k=k)
+        return similar_items(self.model, self.meta, item, k=k)
 
     def plot_item_factors(self, n: int = 50, figsize: tuple[float, float] = (14, 6)) -> Figure:
         """Item biases and a 2-D projection of the factors of the `n` most-rated items, with titles."""
-        return plot_item_factors(self.model, self.collab_dls.meta, n=n, figsize=figsize)
+        return plot_item_factors(self.model, self.meta, n=n, figsize=figsize)
 
 
 def _sizes(
-    dls: CollabDataLoaders, emb_szs: dict[str, int] | Sequence[int] | None, default: int | None
+    m: CollabMeta, emb_szs: dict[str, int] | Sequence[int] | None, default: int | None
 ) -> tuple[int, int]:
     """(user width, item width) from `emb_szs` (by column name or as a pair), else `default` or the rule."""
-    m = dls.meta
     if emb_szs is None:
         if default is not None:
             return default, default
@@ -80,7 +76,7 @@ def _sizes(
                 f"collab_learner: emb_szs names {sorted(unknown)}; the columns are {m.user_name!r} and "
                 f"{m.item_name!r}.\nhelp: e.g. emb_szs={{{m.user_name!r}: 40, {m.item_name!r}: 60}}"
             )
-        fallback = _sizes(dls, None, default)
+        fallback = _sizes(m, None, default)
         pair = (emb_szs.get(m.user_name, fallback[0]), emb_szs.get(m.item_name, fallback[1]))
     else:
         pair = tuple(emb_szs)  # type: ignore[assignment]
@@ -92,7 +88,7 @@ def _sizes(
 
 
 def collab_learner(
-    dls: CollabDataLoaders,
+    dls: CollabDataLoaders | DataLoaders,
     n_factors: int = 50,
     use_nn: bool = False,
     emb_szs: dict[str, int] | Sequence[int] | None = None,
@@ -117,16 +113,12 @@ def collab_learner(
     >>> learn.fit_one_cycle(5, 5e-3)                      # doctest: +SKIP
     >>> learn.recommend(196, k=10)                        # doctest: +SKIP
     """
-    if not isinstance(dls, CollabDataLoaders):
-        raise TypeError(
-            f"collab_learner: got {type(dls).__name__}; expected CollabDataLoaders.\n"
-            "help: build them with CollabDataLoaders.from_df(ratings, user_name=..., item_name=..., ...)"
-        )
-    m = dls.meta
+    m = collab_meta(dls)
+    fill_rating_stats(dls, m)  # DataBlock data: the ratings' range and mean, from one pass
     yr = list(y_range if y_range is not None else m.y_range)
     model: nn.Module
     if use_nn:
-        user_sz, item_sz = _sizes(dls, emb_szs, None)
+        user_sz, item_sz = _sizes(m, emb_szs, None)
         widths = list(layers) if layers is not None else [100]
         model = embedding_nn(
             m.n_users,
@@ -144,7 +136,7 @@ def collab_learner(
                 "collab_learner: layers= and ps= describe the MLP of use_nn=True; the dot-product model has "
                 "none.\nhelp: pass use_nn=True, or drop layers/ps"
             )
-        user_sz, item_sz = _sizes(dls, emb_szs, n_factors)
+        user_sz, item_sz = _sizes(m, emb_szs, n_factors)
         if user_sz != item_sz:
             raise ValueError(
                 f"collab_learner: emb_szs gives users {user_sz} and items {item_sz} factors; a dot product "
@@ -167,9 +159,11 @@ def collab_learner(
 def load_collab_learner(path: str | Path, cpu: bool = True) -> CollabLearner:
     """`load_learner` for a collab export, as a CollabLearner (recommend, similar_items, ...)."""
     learn = load_learner(path, cpu=cpu)
-    if not isinstance(learn.dls, CollabDataLoaders):
+    try:
+        collab_meta(learn.dls)
+    except TypeError:
         raise TypeError(
-            f"load_collab_learner: {str(path)!r} holds a {type(learn.dls).__name__} learner, not a "
-            "collaborative-filtering one.\nhelp: use load_learner for other exports"
-        )
+            f"load_collab_learner: {str(path)!r} holds a learner that is not a collaborative-filtering one.\n"
+            "help: use load_learner for other exports"
+        ) from None
     return CollabLearner.from_learner(learn)

@@ -17,7 +17,9 @@ import math
 import torch
 from torch import Tensor
 
+from lamina.collab.block import collab_meta
 from lamina.collab.data import CollabDataLoaders
+from lamina.data import DataLoaders
 from lamina.train import Metric
 from lamina.train.metrics import DistSyncFn
 
@@ -68,17 +70,15 @@ def ndcg_at_k(users: Tensor, preds: Tensor, targs: Tensor, k: int = 10) -> float
 class _HeldOutRanking(Metric):
     """Collects the validation pass's predictions in order; ranks them per user at `value()`."""
 
-    def __init__(self, dls: CollabDataLoaders, k: int, name: str) -> None:
+    def __init__(self, dls: CollabDataLoaders | DataLoaders, k: int, name: str) -> None:
         if type(k) is not int or k < 1:
             raise ValueError(f"{type(self).__name__}: k={k!r}; expected a positive integer.\nhelp: e.g. k=10")
-        ds = dls.valid.dataset
-        users = getattr(ds, "x", None)
-        if not isinstance(users, Tensor):
-            raise TypeError(
-                f"{type(self).__name__}: the validation set holds no rating rows.\n"
-                "help: build the data with CollabDataLoaders.from_df(..., valid_pct=0.2)"
-            )
-        self.users, self.k, self.name = users[:, 0].clone(), k, name
+        collab_meta(dls)  # collab data, else a clear error
+        if isinstance(dls, CollabDataLoaders):
+            users = dls.valid.dataset.x[:, 0].clone()  # type: ignore[attr-defined]
+        else:  # a DataBlock's loader: one pass over the validation inputs, in order
+            users = torch.cat([b[0][:, 0].cpu() for b in dls.valid] or [torch.zeros(0, dtype=torch.int64)])
+        self.users, self.k, self.name = users, k, name
         self._preds: list[Tensor] = []
         self._targs: list[Tensor] = []
 
@@ -109,9 +109,11 @@ class RecallAtK(_HeldOutRanking):
     """recall@k over each user's held-out items (relevant: true rating >= `threshold`; default the
     training mean rating, so 4 and 5 stars on MovieLens)."""
 
-    def __init__(self, dls: CollabDataLoaders, k: int = 10, threshold: float | None = None) -> None:
+    def __init__(
+        self, dls: CollabDataLoaders | DataLoaders, k: int = 10, threshold: float | None = None
+    ) -> None:
         super().__init__(dls, k, f"recall@{k}")
-        self.threshold = float(dls.meta.rating_mean if threshold is None else threshold)
+        self.threshold = float(collab_meta(dls).rating_mean if threshold is None else threshold)
 
     def value(self) -> float:
         got = self._all()
@@ -121,7 +123,7 @@ class RecallAtK(_HeldOutRanking):
 class NDCGAtK(_HeldOutRanking):
     """NDCG@k over each user's held-out items, the true rating as the gain."""
 
-    def __init__(self, dls: CollabDataLoaders, k: int = 10) -> None:
+    def __init__(self, dls: CollabDataLoaders | DataLoaders, k: int = 10) -> None:
         super().__init__(dls, k, f"ndcg@{k}")
 
     def value(self) -> float:
