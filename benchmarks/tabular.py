@@ -92,7 +92,7 @@ def _loader_config(opts: Options, suite: SuiteResult) -> ConfigResult:
 def _fastai_loader(df: pd.DataFrame, bs: int) -> Any:
     from fastai.tabular.all import Categorify, FillMissing, Normalize, RandomSplitter, TabularDataLoaders
 
-    cats = [c for c in df.columns if df[c].dtype == object or str(df[c].dtype).startswith("string")]
+    cats = [c for c in df.columns if pd.api.types.is_string_dtype(df[c]) or df[c].dtype == object]
     cats = [c for c in cats if c != "income"]
     conts = [c for c in df.columns if c not in cats and c != "income"]
     dls = TabularDataLoaders.from_df(

@@ -341,12 +341,23 @@ class _SeededSampler(tud.Sampler[tuple[int, int]]):
     def __len__(self) -> int:
         return self.n
 
+    def arrays(self, epoch: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """One epoch's item order and the items' seeds, as tensors."""
+        g = torch.Generator().manual_seed(self.seed * 1_000_003 + epoch)
+        order = _epoch_order(self.n, self.shuffle, self.sizes, self.bs, g)
+        return order, torch.randint(0, 2**62, (self.n,), generator=g)
+
     def keys(self, epoch: int) -> list[tuple[int, int]]:
         """The (index, seed) pairs of one epoch, in order."""
-        g = torch.Generator().manual_seed(self.seed * 1_000_003 + epoch)
-        order = _epoch_order(self.n, self.shuffle, self.sizes, self.bs, g).tolist()
-        seeds = torch.randint(0, 2**62, (self.n,), generator=g).tolist()
-        return list(zip(order, seeds, strict=True))
+        order, seeds = self.arrays(epoch)
+        return list(zip(order.tolist(), seeds.tolist(), strict=True))
+
+    def next_arrays(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """What iterating gives (the next epoch, after the items to skip) as tensors; the epoch advances."""
+        order, seeds = self.arrays(self.epoch)
+        order, seeds = order[self.skip :], seeds[self.skip :]
+        self.epoch, self.skip = self.epoch + 1, 0
+        return order, seeds
 
     def __iter__(self) -> Iterator[tuple[int, int]]:
         keys = self.keys(self.epoch)[self.skip :]
@@ -384,13 +395,21 @@ class _Batches(tud.Sampler[Any]):
         return n // self.bs if self.drop_last else math.ceil(n / self.bs)
 
     def __iter__(self) -> Iterator[tuple[torch.Tensor, int | None]]:
-        keys = list(iter(self.inner))
-        if keys and isinstance(keys[0], tuple):
-            idx = torch.tensor([k[0] for k in keys], dtype=torch.int64)
-            seeds: list[int | None] = [_batch_seed(k[1]) for k in keys[:: self.bs]]
+        seeds: list[int | None]
+        if isinstance(self.inner, _SeededSampler):  # the order as tensors: no Python object per item
+            idx, item_seeds = self.inner.next_arrays()
+            seeds = [_batch_seed(s) for s in item_seeds[:: self.bs].tolist()]
+        elif isinstance(self.inner, tud.SequentialSampler):
+            idx = torch.arange(len(self.inner))
+            seeds = [None] * math.ceil(len(idx) / self.bs)
         else:
-            idx = torch.as_tensor(keys, dtype=torch.int64)
-            seeds = [None] * math.ceil(len(keys) / self.bs)
+            keys = list(iter(self.inner))
+            if keys and isinstance(keys[0], tuple):
+                idx = torch.tensor([k[0] for k in keys], dtype=torch.int64)
+                seeds = [_batch_seed(k[1]) for k in keys[:: self.bs]]
+            else:
+                idx = torch.as_tensor(keys, dtype=torch.int64)
+                seeds = [None] * math.ceil(len(keys) / self.bs)
         for j, start in enumerate(range(0, len(idx), self.bs)):
             b = idx[start : start + self.bs]
             if self.drop_last and len(b) < self.bs:
@@ -639,8 +658,16 @@ class DataLoader:
             return
         types = self.types
         bad: dict[int, str] = {}
+        loader = self.torch_loader
+        if self.batched and self.num_workers == 0 and not loader.pin_memory:
+            # whole batches built in this process: index them straight from the batch sampler, without
+            # the torch iterator's per-batch bookkeeping (a table's batch costs microseconds)
+            fetch = loader.dataset
+            source: Any = (fetch[key] for key in loader.sampler)
+        else:
+            source = loader
         try:
-            for b, b_bad, b_seed in self.torch_loader:
+            for b, b_bad, b_seed in source:
                 bad.update((int(i), str(m)) for i, m in b_bad)
                 yield self._after_collate(b, types, b_seed)
         finally:
