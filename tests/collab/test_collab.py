@@ -154,6 +154,13 @@ def test_a_tampered_export_is_refused(trained: CollabLearner, tmp_path: Path) ->
         z.writestr("weights.safetensors", weights)
     with pytest.raises(ExportError, match="same id twice"):
         load_learner(bad)
+    doc["data"]["loaders"]["config"]["meta"]["users"][-1] = "someone else"  # one id more than rows
+    doc["data"]["loaders"]["config"]["meta"]["seen"].append([])
+    with zipfile.ZipFile(bad, "w") as z:
+        z.writestr("learner.json", json.dumps(doc))
+        z.writestr("weights.safetensors", weights)
+    with pytest.raises(ValueError, match="embedding rows"):
+        load_collab_learner(bad)
 
 
 def test_show_batch_and_show_results_are_tables(trained: CollabLearner) -> None:
@@ -234,7 +241,11 @@ def test_bad_ratings_get_clear_errors() -> None:
         CollabDataLoaders.from_df(good, user_name="userId")
     with pytest.raises(ValueError, match="leaves no validation row"):
         CollabDataLoaders.from_df(good.head(4), valid_pct=0.1)
-    assert len(CollabDataLoaders.from_df(good.head(4), valid_pct=0.0).valid.dataset) == 0
+    everything = CollabDataLoaders.from_df(good.head(20), valid_pct=0.0, device="cpu")
+    assert len(everything.valid.dataset) == 0  # documented: valid_pct=0 trains on every row
+    learn = collab_learner(everything, n_factors=2, cbs=[])
+    learn.fit(1)
+    assert learn.validate() == {}  # no validation rows: no validation figures, no error
 
 
 def test_duplicate_rows_are_averaged_kept_or_refused() -> None:

@@ -166,4 +166,17 @@ def load_collab_learner(path: str | Path, cpu: bool = True) -> CollabLearner:
             f"load_collab_learner: {str(path)!r} holds a learner that is not a collaborative-filtering one.\n"
             "help: use load_learner for other exports"
         ) from None
+    _check_sizes(learn.model, collab_meta(learn.dls), str(path))
     return CollabLearner.from_learner(learn)
+
+
+def _check_sizes(model: nn.Module, meta: CollabMeta, where: str) -> None:
+    """The vocabularies must have one entry per embedding row (a file edited by hand may not)."""
+    for what, emb, n in (("users", "u_weight", meta.n_users), ("items", "i_weight", meta.n_items)):
+        table = getattr(model, emb, None)
+        rows = getattr(table, "num_embeddings", n)
+        if rows != n:
+            raise ValueError(
+                f"load_collab_learner: {where!r} has {n} {what} in its vocabulary but the model has {rows} "
+                f"embedding rows for them.\nhelp: the file was modified; export the learner again"
+            )
