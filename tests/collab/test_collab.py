@@ -229,6 +229,8 @@ def test_bad_ratings_get_clear_errors() -> None:
     good = _ratings(n=200)
     with pytest.raises(ValueError, match="outside y_range"):
         CollabDataLoaders.from_df(good, y_range=(1.0, 4.0))
+    with pytest.raises(ValueError, match="outside y_range"):
+        collab_learner(CollabDataLoaders.from_df(good, seed=0), y_range=(1.0, 4.0))
     missing = good.astype({"user": "float64"})
     missing.loc[3, "user"] = float("nan")
     with pytest.raises(ValueError, match="have no 'user'"):

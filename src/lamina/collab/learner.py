@@ -116,6 +116,7 @@ def collab_learner(
     m = collab_meta(dls)
     fill_rating_stats(dls, m)  # DataBlock data: the ratings' range and mean, from one pass
     yr = list(y_range if y_range is not None else m.y_range)
+    _check_y_range(dls, yr)
     model: nn.Module
     if use_nn:
         user_sz, item_sz = _sizes(m, emb_szs, None)
@@ -154,6 +155,19 @@ def collab_learner(
         cbs=cbs,
         path=path,
     )
+
+
+def _check_y_range(dls: DataLoaders, yr: list[float]) -> None:
+    """Refuse a y_range that the training ratings fall outside of (the sigmoid could never reach them)."""
+    if not (len(yr) == 2 and yr[0] < yr[1]):
+        raise ValueError(f"collab_learner: y_range={yr}; expected (lo, hi) with lo < hi")
+    r = getattr(dls.train.dataset, "y", None) if isinstance(dls, CollabDataLoaders) else None
+    if isinstance(r, torch.Tensor) and len(r) and (float(r.min()) < yr[0] or float(r.max()) > yr[1]):
+        raise ValueError(
+            f"collab_learner: the training ratings span [{float(r.min()):g}, {float(r.max()):g}], outside "
+            f"y_range=({yr[0]:g}, {yr[1]:g}); the model could never predict them.\n"
+            "help: widen y_range, or leave it out to use the data's"
+        )
 
 
 def load_collab_learner(path: str | Path, cpu: bool = True) -> CollabLearner:
