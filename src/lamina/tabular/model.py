@@ -16,7 +16,14 @@ from torch import Tensor, nn
 
 from lamina.core import register_model
 
-__all__ = ["PeriodicEmbedding", "TabularModel", "emb_sz_rule", "tabular_model"]
+__all__ = [
+    "GroupedEmbedding",
+    "PeriodicEmbedding",
+    "TabularModel",
+    "emb_sz_rule",
+    "embedding_groups",
+    "tabular_model",
+]
 
 
 def emb_sz_rule(n_cat: int) -> int:
@@ -42,6 +49,35 @@ class PeriodicEmbedding(nn.Module):
         return out.flatten(1)
 
 
+def embedding_groups(emb_szs: Sequence[tuple[int, int]]) -> list[tuple[int, list[int]]]:
+    """The columns that share an embedding width, by width: [(width, [column positions])]."""
+    widths = sorted({d for _, d in emb_szs})
+    return [(w, [k for k, (_, d) in enumerate(emb_szs) if d == w]) for w in widths]
+
+
+class GroupedEmbedding(nn.Module):
+    """One embedding table per width, holding every column of that width at an offset: a table of 500
+    categorical columns is a handful of lookups per batch, not 500."""
+
+    def __init__(self, emb_szs: Sequence[tuple[int, int]]) -> None:
+        super().__init__()
+        self.tables = nn.ModuleList()
+        self.out_width = sum(d for _, d in emb_szs)
+        for k, (width, cols) in enumerate(embedding_groups(emb_szs)):
+            sizes = [emb_szs[c][0] for c in cols]
+            self.tables.append(nn.Embedding(sum(sizes), width))
+            offsets = torch.tensor([0, *sizes[:-1]]).cumsum(0)
+            self.register_buffer(f"cols{k}", torch.tensor(cols), persistent=False)
+            self.register_buffer(f"offsets{k}", offsets, persistent=False)
+
+    def forward(self, x_cat: Tensor) -> Tensor:
+        outs = []
+        for k, table in enumerate(self.tables):
+            cols, offsets = getattr(self, f"cols{k}"), getattr(self, f"offsets{k}")
+            outs.append(table(x_cat[:, cols] + offsets).flatten(1))  # (B, n_cols * width)
+        return torch.cat(outs, 1) if outs else x_cat.new_zeros((len(x_cat), 0), dtype=torch.float32)
+
+
 class TabularModel(nn.Module):
     """(categorical codes (B, n_cat) int64, continuous values (B, n_cont) float) -> (B, n_out)."""
 
@@ -60,7 +96,7 @@ class TabularModel(nn.Module):
     ) -> None:
         super().__init__()
         self.cont_emb = PeriodicEmbedding(n_cont, width=cont_emb) if cont_emb and n_cont else None
-        self.embeds = nn.ModuleList([nn.Embedding(n, d) for n, d in emb_szs])
+        self.embeds = GroupedEmbedding(emb_szs)
         self.emb_drop = nn.Dropout(embed_p)
         self.bn_cont = nn.BatchNorm1d(n_cont) if bn_cont and n_cont else None
         n_in = sum(d for _, d in emb_szs) + n_cont * (cont_emb if self.cont_emb is not None else 1)
@@ -77,12 +113,7 @@ class TabularModel(nn.Module):
         self.register_buffer("y_std", torch.tensor(1.0 if y_stats is None else float(y_stats[1])))
 
     def forward(self, x_cat: Tensor, x_cont: Tensor) -> Tensor:
-        parts = [e(x_cat[:, i]) for i, e in enumerate(self.embeds)]  # each (B, d_i)
-        x = (
-            self.emb_drop(torch.cat(parts, 1))
-            if parts
-            else x_cat.new_zeros((len(x_cat), 0), dtype=x_cont.dtype)
-        )
+        x = self.emb_drop(self.embeds(x_cat)).to(x_cont.dtype)  # (B, sum of widths)
         if x_cont.shape[1]:
             cont = self.bn_cont(x_cont) if self.bn_cont is not None else x_cont
             if self.cont_emb is not None:
@@ -100,11 +131,12 @@ def _check_recipe(kwargs: Mapping[str, Any], shapes: Mapping[str, tuple[int, ...
     cards, dims = kwargs.get("cardinalities"), kwargs.get("emb_dims")
     if not isinstance(cards, list) or not isinstance(dims, list) or len(cards) != len(dims):
         raise ValueError("cardinalities and emb_dims must be lists of the same length")
-    for i, (n, d) in enumerate(zip(cards, dims, strict=True)):
-        if shapes.get(f"embeds.{i}.weight") != (n, d):
-            raise ValueError(
-                f"embedding {i} is {shapes.get(f'embeds.{i}.weight')} in the weights, not ({n}, {d})"
-            )
+    if not all(isinstance(v, int) and v > 0 for v in [*cards, *dims]):
+        raise ValueError("cardinalities and emb_dims must be positive integers")
+    for k, (width, cols) in enumerate(embedding_groups(list(zip(cards, dims, strict=True)))):
+        want = (sum(cards[c] for c in cols), width)
+        if shapes.get(f"embeds.tables.{k}.weight") != want:
+            raise ValueError(f"embedding table {k} is {shapes.get(f'embeds.tables.{k}.weight')}, not {want}")
 
 
 @register_model("tabular.tabular_model", check=_check_recipe)

@@ -329,6 +329,7 @@ class QuantileNormalize(_ColumnProc):
             raise ValueError(f"QuantileNormalize: n_quantiles must be in [2, 10000], got {n_quantiles!r}")
         self.n_quantiles = n_quantiles
         self.quantiles: dict[str, list[float]] = {}
+        self._table_cache: torch.Tensor | None = None  # the cut points as one tensor, built on first use
         for k, q in (quantiles or {}).items():
             if not isinstance(q, list) or not 1 <= len(q) <= 10_000 or sorted(q) != q:
                 raise TypeError(
@@ -343,38 +344,69 @@ class QuantileNormalize(_ColumnProc):
             vals = as_numbers(cols[c])
             vals = vals[~np.isnan(vals)]
             self.quantiles[c] = np.quantile(vals, probs).tolist() if len(vals) else [0.0]
+        self._table_cache = None
 
-    def _probs(self, q: np.ndarray) -> np.ndarray:
-        return np.linspace(0, 1, len(q)) if len(q) > 1 else np.array([0.5])
+    def _table(self) -> torch.Tensor:
+        """The cut points of every column as one (columns, points) float64 tensor (short lists padded
+        by repeating their last point, which reads as a tie)."""
+        if self._table_cache is not None:
+            return self._table_cache
+        k = max((len(self.quantiles[c]) for c in self.cont_names), default=1)
+        table = torch.tensor(
+            [q + [q[-1]] * (k - len(q)) for q in (self.quantiles[c] for c in self.cont_names)],
+            dtype=torch.float64,
+        ).reshape(len(self.cont_names), k)
+        self._table_cache = table
+        return table
 
     def encode_columns(self, cols: Columns) -> Columns:
         _check_columns(cols, self.cont_names, "QuantileNormalize")
         out = Columns(cols)
-        for c in self.cont_names:
-            q = np.asarray(self.quantiles[c])
-            p = self._probs(q)
-            x = as_numbers(cols[c])
-            # ties (a value repeated across cut points) take the middle of their span, as from both sides
-            u = 0.5 * (np.interp(x, q, p) - np.interp(-x, -q[::-1], -p[::-1]))
-            u = np.clip(u, 1e-4, 1 - 1e-4)
-            out[c] = torch.special.ndtri(torch.from_numpy(u)).numpy()
+        if not self.cont_names:
+            return out
+        q = self._table()  # (C, K)
+        x = torch.from_numpy(np.stack([as_numbers(cols[c]) for c in self.cont_names])).contiguous()  # (C, R)
+        z = torch.special.ndtri(_cdf(q, x).clamp(1e-4, 1 - 1e-4))  # (C, R)
+        for k, c in enumerate(self.cont_names):
+            out[c] = z[k].numpy()
         return out
 
     @decodes
     def values(self, x: TensorCont) -> TabularRow:
-        u = torch.special.ndtr(x.as_subclass(torch.Tensor).double()).numpy()
+        q = self._table()  # (C, K)
+        u = torch.special.ndtr(x.as_subclass(torch.Tensor).double().reshape(-1))  # (C,)
+        pos = u * (q.shape[1] - 1)
+        lo = pos.floor().long().clamp(0, q.shape[1] - 1)
+        hi = (lo + 1).clamp(max=q.shape[1] - 1)
+        frac = pos - lo
+        rows = torch.arange(len(q))
+        vals = q[rows, lo] + frac * (q[rows, hi] - q[rows, lo])
         return TabularRow(
-            (
-                c,
-                round(
-                    float(np.interp(u[k], self._probs(np.asarray(self.quantiles[c])), self.quantiles[c])), 6
-                ),
-            )
-            for k, c in enumerate(self.cont_names)
+            (c, round(float(v), 6)) for c, v in zip(self.cont_names, vals.tolist(), strict=True)
         )
 
     def to_config(self) -> dict[str, Any]:
         return {"cont_names": self.cont_names, "quantiles": self.quantiles, "n_quantiles": self.n_quantiles}
+
+
+def _cdf(q: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+    """Each value's place among its column's sorted cut points, in [0, 1], interpolated linearly; a value
+    equal to a run of tied points takes the middle of the run. q: (C, K), x: (C, R) -> (C, R)."""
+    k = q.shape[1]
+    if k == 1:
+        return torch.full_like(x, 0.5)
+
+    def position(idx: torch.Tensor) -> torch.Tensor:
+        j = idx.clamp(1, k - 1)
+        left, right = q.gather(1, j - 1), q.gather(1, j)
+        span = right - left
+        frac = torch.where(span > 0, (x - left) / torch.where(span > 0, span, 1.0), (x >= right).double())
+        return (j - 1) + frac.clamp(0, 1)
+
+    lo = torch.searchsorted(q, x, side="left")
+    hi = torch.searchsorted(q, x, side="right")
+    pos = 0.5 * (position(lo) + position(hi))
+    return torch.where(torch.isnan(x), torch.full_like(x, 0.5), pos / (k - 1))
 
 
 def as_cat_tensor(cols: Columns, cat_names: Sequence[str], n_rows: int) -> torch.Tensor:
