@@ -172,3 +172,15 @@ def test_ten_thousand_columns() -> None:
     dls = TabularDataLoaders.from_df(wide, y_names="y", seed=0, bs=8)
     x_cat, x_cont, _ = dls.train.one_batch()
     assert x_cont.shape == (8, 10_000) and x_cat.shape == (8, 0)
+
+
+def test_custom_splits_with_the_data_block_splitters(toy: pd.DataFrame) -> None:
+    from lamina.data import TrainTestSplitter
+
+    toy["is_valid"] = np.arange(600) % 4 == 0
+    dls = TabularDataLoaders.from_df(toy, y_names="y", valid_col="is_valid", bs=16)
+    assert len(dls.valid.dataset) == 150 and "is_valid" not in dls.cat_names + dls.cont_names
+    strat = TrainTestSplitter(0.25, seed=0, stratify=list(toy["y"]))
+    dls = TabularDataLoaders.from_df(toy.drop(columns="is_valid"), y_names="y", splitter=strat, bs=16)
+    share = float(dls.valid.dataset.ys.float().mean())  # type: ignore[attr-defined]
+    assert abs(share - (toy["y"] == "yes").mean()) < 0.02  # the classes keep their proportions

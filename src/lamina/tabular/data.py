@@ -35,6 +35,7 @@ from lamina.core import (
 )
 from lamina.data import (
     BCEWithLogitsLossFlat,
+    ColSplitter,
     CrossEntropyLossFlat,
     DataLoader,
     DataLoaders,
@@ -331,12 +332,15 @@ class TabularDataLoaders(DataLoaders):
         bs: int = 256,
         device: torch.device | str | None = None,
         max_card: int = 20,
+        splitter: Callable[[pd.DataFrame], tuple[Sequence[int], Sequence[int]]] | None = None,
+        valid_col: str | None = None,
     ) -> TabularDataLoaders:
         """Loaders from a pandas or polars DataFrame: `y_names` the target column(s); the other columns'
-        kinds are inferred unless given (see `summary()`); `valid_idx` (row positions) or a random
-        `valid_pct` of the rows (with `seed`) for validation. `procs`: callables (cat_names, cont_names) ->
-        proc, in order (default: FillMissing, Categorify, QuantileNormalize; `Normalize` is the plain
-        z-score)."""
+        kinds are inferred unless given (see `summary()`). Validation rows: `valid_col` (a boolean column,
+        left out of the inputs), any lamina splitter (`splitter=TrainTestSplitter(stratify=df.y)`: frame ->
+        (train positions, valid positions)), `valid_idx` (row positions), or a random `valid_pct` (`seed`).
+        `procs`: callables (cat_names, cont_names) -> proc, in order (default: FillMissing, Categorify,
+        QuantileNormalize; `Normalize` is the plain z-score)."""
         df = as_pandas(df, "TabularDataLoaders.from_df")
         ys = [y_names] if isinstance(y_names, str) else list(y_names)
         if len(df) < 2:
@@ -344,14 +348,21 @@ class TabularDataLoaders(DataLoaders):
                 f"TabularDataLoaders: the table has {len(df)} row(s); training needs at least 2 (one to "
                 "train on, one to validate).\nhelp: pass the whole table; predict a row with learn.predict"
             )
+        if valid_col is not None:
+            splitter = ColSplitter(valid_col)
         plan = plan_columns(
-            df,
+            df.drop(columns=[valid_col]) if valid_col is not None and valid_col in df.columns else df,
             ys,
             list(cat_names) if cat_names is not None else None,
             list(cont_names) if cont_names is not None else None,
             max_card,
         )
-        train_idx, valid_rows = _split(len(df), valid_pct, valid_idx, seed)
+        if splitter is not None:
+            train_idx, valid_rows = (sorted(int(i) for i in part) for part in splitter(df))
+            if not train_idx:
+                raise ValueError("tabular: the splitter left no training rows.\nhelp: check the split")
+        else:
+            train_idx, valid_rows = _split(len(df), valid_pct, valid_idx, seed)
         used = [*plan.cat_names, *plan.cont_names, *ys]
         whole = Columns.from_frame(df[used])
         train_cols = _rows(whole, train_idx)
