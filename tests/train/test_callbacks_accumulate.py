@@ -188,3 +188,31 @@ def test_precision_accumulation_and_clipping_compose_in_any_order() -> None:
     assert steps[0] == 4 and len(set(steps)) == 1  # 64 samples, a step every 16
     for other in results[1:]:
         assert all(torch.equal(a, b) for a, b in zip(results[0], other, strict=True))
+
+
+def test_compile_and_channels_last_join_in_any_order() -> None:
+    """Compile compiles in place and lazily (the graph is traced at the first forward, after every
+    before_fit), so it needs no place in the order either: with ChannelsLast, mixed precision, accumulation
+    and clipping, each rotation of the five orders trains to the same weights, and the model was compiled."""
+    from lamina.train.callbacks.hardware import ChannelsLast, Compile
+
+    results = []
+    orders = [-10, -5, 0, 5, 10]
+    for r in range(len(orders)):
+        rotated = orders[r:] + orders[:r]
+        compile_cb = Compile(backend="eager")
+        cbs = [
+            ChannelsLast(),
+            compile_cb,
+            MixedPrecision("bf16"),
+            GradientAccumulation(n_acc=16),
+            GradientClip(0.05),
+        ]
+        for cb, order in zip(cbs, rotated, strict=True):
+            cb.order = order
+        learn = _learner(4, cbs, n=32)
+        learn.fit(1)
+        assert compile_cb.chosen == "default" and compile_cb._impls  # it ran compiled
+        results.append([p.detach().clone() for p in learn.model.parameters()])
+    for other in results[1:]:
+        assert all(torch.equal(a, b) for a, b in zip(results[0], other, strict=True))

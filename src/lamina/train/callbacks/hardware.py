@@ -61,7 +61,8 @@ class Compile(Callback):
     them across steps); a callback that keeps training predictions across steps must copy them too.
     """
 
-    order = 90  # in before_fit after the callbacks that change the model (ChannelsLast, ...)
+    # no `order`: `nn.Module.compile` only marks the module; the graph is traced at the first forward,
+    # after every callback's before_fit (ChannelsLast's conversion included), so any order works
 
     def __init__(
         self,
