@@ -13,8 +13,11 @@ How it works, and why:
   `freeze`/`unfreeze` can re-wrap it and so that launch-time settings (autocast, compile) stay with
   lamina's own callbacks; `learn.accelerator.no_sync(learn.model)` and `learn.no_sync()` skip the
   gradient all-reduce (gradient accumulation).
-- The data is sharded at the sampler: lamina's DataLoader keeps its item and batch transforms and its
-  seeded order, and every process takes every `world_size`-th index of the same order (the unseeded
+- Every collective goes through Accelerate's public utilities (`broadcast`, `reduce`, `gather`,
+  `gather_object`); nothing here calls torch.distributed directly.
+- The data is sharded by the loader itself (`DataLoader.shard`), not by `prepare(dataloader)`: lamina's
+  DataLoader keeps its item and batch transforms, its seeded order (exact mid-epoch resume) and its
+  whole-batch tables, and every process takes every `world_size`-th item of the same order (the unseeded
   shuffled order is made the same in every process with a shared seed). `bs` is per process. The
   training shard is padded by repeating the first items (or cut with `drop_last`) so that every process
   makes the same number of steps; the validation shard is not padded, so no item counts twice.
@@ -175,11 +178,10 @@ class DistributedRun:
         learn.model = self._wrap(raw)
 
     def _shared_seed(self) -> int:
-        import torch.distributed as dist
+        from accelerate.utils import broadcast
 
         t = torch.tensor([int.from_bytes(os.urandom(7), "little")], dtype=torch.int64, device=self.device)
-        dist.broadcast(t, src=0)
-        return int(t.item())
+        return int(broadcast(t, from_process=0).item())
 
     def _shard(self, dl: Any, even: bool, seed: int) -> None:
         if not isinstance(dl, DataLoader) or id(dl) in self._shards:
@@ -205,28 +207,25 @@ class DistributedRun:
         """Copy rank 0's buffers (BatchNorm statistics) to every process."""
         if self.world <= 1:
             return
-        import torch.distributed as dist
+        from accelerate.utils import broadcast
 
         for b in unwrap_model(model).buffers():
-            t = b.data.to(self.device)
-            dist.broadcast(t, src=0)
+            t = broadcast(b.data.to(self.device), from_process=0)
             if t is not b.data:
                 b.data.copy_(t)
 
     def all_reduce_sum(self, t: Tensor | float) -> Tensor:
         """The sum over the processes of `t` (a number becomes a float64 tensor), on this run's device."""
-        import torch.distributed as dist
+        from accelerate.utils import reduce
 
         out = torch.as_tensor(t, dtype=torch.float64 if not isinstance(t, Tensor) else None)
         out = out.detach().to(self.device).clone()
-        if self.world > 1:
-            dist.all_reduce(out)
-        return out
+        return reduce(out, reduction="sum") if self.world > 1 else out
 
     def all_gather(self, t: Tensor) -> list[Tensor]:
         """Every process's `t`, in rank order; dim 0 may differ, and a process with no items may send any
         empty tensor (it takes the others' trailing shape and dtype)."""
-        import torch.distributed as dist
+        from accelerate.utils import gather, gather_object
 
         t = t.detach()
         if t.ndim == 0:
@@ -239,12 +238,9 @@ class DistributedRun:
             )
         if self.world <= 1:
             return [t]
-        desc = torch.full((_MAX_DIMS + 2,), -1, dtype=torch.int64)
-        desc[0], desc[1] = t.ndim, _DTYPES.index(t.dtype)
-        desc[2 : 2 + t.ndim] = torch.tensor(t.shape, dtype=torch.int64)
-        descs = [torch.empty_like(desc, device=self.device) for _ in range(self.world)]
-        dist.all_gather(descs, desc.to(self.device))
-        shapes = [(int(d[1]), tuple(int(x) for x in d[2 : 2 + int(d[0])])) for d in (d.cpu() for d in descs)]
+        # each process's dtype and shape first (Accelerate's object gather), so that uneven and empty
+        # shards line up; then one padded tensor gather, cut back to each process's items
+        shapes = [(int(dt), tuple(sh)) for dt, sh in gather_object([(_DTYPES.index(t.dtype), list(t.shape))])]
         full = [(dt, sh) for dt, sh in shapes if sh and sh[0] > 0]
         ref_dtype, ref_shape = full[0] if full else shapes[self.rank]
         trailing = ref_shape[1:]
@@ -262,8 +258,9 @@ class DistributedRun:
         wire = torch.uint8 if dtype == torch.bool else dtype  # gloo has no bool collectives
         padded = torch.zeros((max(sizes), *trailing), dtype=wire, device=self.device)
         padded[: t.shape[0]] = t.to(self.device, wire)
-        parts = [torch.empty_like(padded) for _ in range(self.world)]
-        dist.all_gather(parts, padded)
+        if max(sizes) == 0:
+            return [padded.to(dtype) for _ in sizes]
+        parts = gather(padded).split(max(sizes))  # (world * max, ...) in rank order
         return [p[:n].to(dtype) for p, n in zip(parts, sizes, strict=True)]
 
     def gather_cat(self, t: Tensor) -> Tensor:
