@@ -1,8 +1,9 @@
 """Duplicates and outliers: exact copies by content hash, near copies by the model's input, far items by
 the model's embedding.
 
-Near-duplicates need both: a pooled copy of what the model sees that correlates above `threshold` (a
-resized or re-encoded copy does; two different photos of one class rarely do) and embeddings that agree.
+Near-duplicates need both: a pooled copy of what the model sees that correlates very highly, or is far
+closer than any other item (a resized or re-encoded copy is; two different photos of one class are not)
+and embeddings that agree.
 The search is a blocked all-pairs product on torch (O(N^2), a few seconds for 20k items on a CPU).
 """
 
@@ -47,33 +48,50 @@ def _unit(x: np.ndarray, center: bool) -> torch.Tensor:
     return t / t.norm(dim=1, keepdim=True).clamp_min(1e-8)
 
 
+def _top2(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Each row's best and second-best similarity to another row, and the best one's position."""
+    best, second, arg = torch.empty(len(x)), torch.empty(len(x)), torch.empty(len(x), dtype=torch.long)
+    for s in range(0, len(x), _BLOCK):
+        sim = x[s : s + _BLOCK] @ x.T  # (b, M)
+        sim[torch.arange(sim.shape[0]), torch.arange(s, s + sim.shape[0])] = -2.0  # not itself
+        top = sim.topk(min(2, len(x) - 1), dim=1)
+        best[s : s + _BLOCK], arg[s : s + _BLOCK] = top.values[:, 0], top.indices[:, 0]
+        second[s : s + _BLOCK] = top.values[:, -1]
+    return best, second, arg
+
+
 def near_pairs(
     fingerprints: np.ndarray,
     embeddings: np.ndarray,
     idx: np.ndarray,
-    threshold: float = 0.97,
+    sure: float = 0.995,
+    threshold: float = 0.95,
+    ratio: float = 0.5,
     emb_threshold: float = 0.9,
 ) -> list[tuple[int, int, float]]:
-    """(i, j, similarity) with i < j among items `idx`: input correlation >= `threshold` and embedding
-    cosine >= `emb_threshold`."""
-    if len(idx) < 2:
+    """(i, j, similarity) with i < j among items `idx` whose inputs correlate at least `sure`, or at least
+    `threshold` while being each other's nearest by far: 1 - r(i, j) <= `ratio` x (1 - r(i, next nearest))
+    from either side (Lowe's ratio test: a copy is much closer than any look-alike, as in a class of
+    similar items, two different digits 1, are all close to each other). Embeddings must agree too."""
+    if len(idx) < 3:
         return []
     fp = _unit(fingerprints[idx], center=True)  # (M, F): cosine of centred values = correlation
     em = _unit(embeddings[idx], center=False)  # (M, D)
+    best, second, arg = _top2(fp)
     out: list[tuple[int, int, float]] = []
     for s in range(0, len(idx), _BLOCK):
         sim = fp[s : s + _BLOCK] @ fp.T  # (b, M)
         rows, cols = torch.nonzero(sim >= threshold, as_tuple=True)
         keep = cols > rows + s  # each pair once, never an item with itself
         rows, cols = rows[keep], cols[keep]
-        if len(rows) == 0:
-            continue
-        esim = (em[rows + s] * em[cols]).sum(dim=1)
-        for r, c, v, e in zip(
-            rows.tolist(), cols.tolist(), sim[rows, cols].tolist(), esim.tolist(), strict=True
-        ):
-            if e >= emb_threshold:
-                out.append((int(idx[r + s]), int(idx[c]), float(v)))
+        for r, c in zip(rows.tolist(), cols.tolist(), strict=True):
+            i, v = r + s, float(sim[r, c])
+            ok = v >= sure
+            for a, b in ((i, c), (c, i)):
+                nxt = float(second[a]) if int(arg[a]) == b else float(best[a])
+                ok = ok or (1.0 - v) <= ratio * (1.0 - nxt)
+            if ok and float((em[i] * em[c]).sum()) >= emb_threshold:
+                out.append((int(idx[i]), int(idx[c]), v))
     return out
 
 

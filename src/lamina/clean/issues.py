@@ -284,7 +284,9 @@ def find_issues(
         scores = knn_outlier_scores(preds.embeddings, ok)
         fence = tukey_far(scores)
         rank = scores.argsort().argsort() / max(1, len(scores) - 1)
-        for k in np.flatnonzero(scores > fence):
+        far = np.flatnonzero(scores > fence)
+        far = far[np.argsort(-scores[far])][: max(1, len(ok) // 100)]  # at most 1%: the farthest
+        for k in far:
             rows.append({
                 "index": int(ok[k]), "issue": "outlier", "score": float(rank[k]),
                 "detail": f"far from every other item (mean distance to 5 nearest {scores[k]:.3f}, "
