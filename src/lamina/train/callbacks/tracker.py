@@ -23,16 +23,6 @@ __all__ = [
 Comparison = Callable[[float, float], bool]
 
 
-def _all_reduce_min(t: Tensor) -> Tensor:
-    """Elementwise minimum over the processes of a distributed run (`t` itself in a single process)."""
-    import torch.distributed as dist
-
-    if dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1:
-        t = t.clone()
-        dist.all_reduce(t, op=dist.ReduceOp.MIN)
-    return t
-
-
 def _lower_is_better(monitor: str) -> bool:
     return "loss" in monitor or "error" in monitor
 
@@ -242,7 +232,8 @@ class TerminateOnNaN(Callback):
     def _check(self) -> None:
         assert self._ok is not None and self._n_ok is not None
         # every process decides alike (else one would stop while the others wait for it in all-reduce)
-        ok, n_ok = _all_reduce_min(torch.stack([self._ok.long(), self._n_ok])).tolist()  # the one sync
+        mine = torch.stack([self._ok.long(), self._n_ok])
+        ok, n_ok = torch.stack(self.learn.run.all_gather(mine)).min(0).values.tolist()  # the one sync
         self._ok, self._n_ok, self._since = None, None, 0
         learn = self.learn
         if ok:
