@@ -30,7 +30,9 @@ def test_train_then_recommend(tmp_path: Path, capsys: pytest.CaptureFixture[str]
     assert (out / "model.lamina").is_file() and (out / "item_factors.png").is_file()
     capsys.readouterr()
     assert main(["recommend", str(out / "model.lamina"), "3", "nobody", "-k", "4", "--json"]) == 0
-    recs = json.loads(capsys.readouterr().out)
+    captured = capsys.readouterr()
+    recs = json.loads(captured.out)
+    assert "not in the training data: nobody" in captured.err
     assert [r["rank"] for r in recs] == [1, 2, 3, 4] * 2
     seen = set(pd.read_csv(csv).query("uid == 3")["film"])
     assert not {r["film"] for r in recs if r["uid"] == "3"} & seen  # rated films are left out

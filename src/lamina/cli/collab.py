@@ -6,6 +6,7 @@ from __future__ import annotations
 import argparse
 import csv
 import json
+import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -109,6 +110,13 @@ def cmd_recommend(args: argparse.Namespace) -> int:
     if args.k < 1:
         raise ValueError(f"recommend: -k {args.k}; expected a positive number.\nhelp: e.g. -k 10")
     learn = load_collab_learner(args.model)
+    unknown = [u for u in args.users if learn.meta.user_index(u) == 0]
+    if unknown:
+        print(
+            f"not in the training data: {', '.join(unknown[:10])}; they get the cold-start list (the items "
+            "the model rates highest for an unknown user)",
+            file=sys.stderr,
+        )
     table = learn.recommend(list(args.users), k=args.k, exclude_seen=not args.include_seen)
     if args.json:
         print(json.dumps(table.to_dict(orient="records"), indent=1, default=str))

@@ -12,7 +12,7 @@ import warnings
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, ClassVar, Literal, cast
+from typing import TYPE_CHECKING, Any, Literal, cast
 
 import torch
 from torch import Tensor
@@ -60,8 +60,6 @@ class UserItem:
     title: str | None
     names: tuple[str, str, str]  # the user, item and rating column names
 
-    show_columns: ClassVar[tuple[str, ...]] = ()
-
     @classmethod
     def show_many(cls, items: Sequence[tuple[Any, ...]], titles: Sequence[str] | None) -> pd.DataFrame:
         """The decoded rows as one table: user, item, title, rating (and show_results' prediction)."""
@@ -105,8 +103,8 @@ class CollabMeta:
     rating_mean: float = 3.5
     seen: list[list[int]] | None = None  # per user index: the item indices rated in training
     item_counts: list[int] = field(default_factory=list)  # training ratings per item index
-    _user_idx: dict[Key, int] = field(default_factory=dict, repr=False)
-    _item_idx: dict[Key, int] = field(default_factory=dict, repr=False)
+    _user_idx: dict[Key, int] = field(default_factory=dict, init=False, repr=False)
+    _item_idx: dict[Key, int] = field(default_factory=dict, init=False, repr=False)
 
     def __post_init__(self) -> None:
         self._user_idx = {k: i for i, k in enumerate(self.users) if i > 0}

@@ -66,7 +66,7 @@ def recommend(
     import pandas as pd
 
     _check_k(k, "recommend")
-    many = isinstance(users, list | tuple) or (hasattr(users, "tolist") and not isinstance(users, str))
+    many = isinstance(users, list | tuple) or getattr(users, "ndim", 0) > 0  # a list, array or Series
     keys = list(users.tolist() if hasattr(users, "tolist") else users) if many else [users]
     if exclude_seen and meta.seen is None:
         raise ValueError(
