@@ -30,6 +30,9 @@ def test_train_csv_then_predict(
     out = json.loads(capsys.readouterr().out)
     assert [r["text"] for r in out] == ["a lovely soft top", "awful torn dress"]
     assert all(r["label"] in ("pos", "neg") and 0.5 <= r["probability"] <= 1 for r in out)
+    (tmp_path / "one.txt").write_text("a lovely soft top")
+    assert main(["predict", str(run / "model.lamina"), str(tmp_path / "one.txt"), "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)[0]["text"] == "a lovely soft top"  # a .txt file: its text
     assert main(["predict", str(run / "model.lamina"), str(csv), "--text-col", "Review"]) == 0
     lines = capsys.readouterr().out.strip().splitlines()
     assert len(lines) == len(reviews) and lines[0].split("\t")[1] in ("pos", "neg")

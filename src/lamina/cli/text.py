@@ -154,7 +154,10 @@ def save_text_results(learn: Learner, run: Path) -> None:
 
 
 def _texts(args: argparse.Namespace) -> list[str]:
-    """The texts to label: each argument, or a CSV's --text-col column when the one argument is a table."""
+    """The texts to label: each argument (a .txt file's contents), or a CSV's --text-col column when the one
+    argument is a table."""
+    from lamina.text import read_text_files
+
     if (
         len(args.files) == 1
         and Path(args.files[0]).suffix.lower() in _TABLE_SUFFIXES
@@ -171,7 +174,10 @@ def _texts(args: argparse.Namespace) -> list[str]:
                 f"no column {name!r} in {str(path)!r}; it has {list(df.columns)[:20]}.\nhelp: pass --text-col"
             )
         return ["" if v is None or v != v else str(v) for v in df[name].tolist()]
-    return list(args.files)
+    # an argument naming a .txt file stands for its contents
+    return [
+        read_text_files([Path(a)])[0] if a.endswith(".txt") and Path(a).is_file() else a for a in args.files
+    ]
 
 
 def predict_texts(learn: Learner, args: argparse.Namespace) -> int:
