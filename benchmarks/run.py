@@ -25,6 +25,7 @@ SUITES = {
     "import": "imports",
     "collab": "collab",
     "text": "text",
+    "clean": "clean",
 }
 
 

@@ -122,7 +122,21 @@ def test_add_datepart() -> None:
     df = pd.DataFrame({"saleDate": ["2021-03-31", "2022-01-01", None]})
     out = add_datepart(df, "saleDate")
     assert "saleDate" not in out and out["saleYear"].tolist()[:2] == [2021, 2022]
-    assert out["saleIs_month_end"].tolist()[:2] == [True, False] and np.isnan(out["saleElapsed"].iloc[2])
+    assert out["saleIs_month_end"].tolist()[:2] == [1, 0] and np.isnan(out["saleElapsed"].iloc[2])
+
+
+def test_date_columns_are_expanded_by_the_loaders_and_at_predict_time() -> None:
+    """A datetime column becomes its parts by itself (DateParts, first proc); the same at predict time."""
+    rng = np.random.default_rng(0)
+    days = pd.to_datetime("2020-01-01") + pd.to_timedelta(rng.integers(0, 730, 400), unit="D")
+    df = pd.DataFrame({"saleDate": days, "x": rng.random(400)})
+    df["y"] = np.where(df["saleDate"].dt.month <= 6, "first half", "second half")
+    dls = TabularDataLoaders.from_df(df, y_names="y", valid_pct=0.2, seed=0, bs=32)
+    assert "saleMonth" in dls.cont_names and "saleIs_month_end" in dls.cat_names
+    assert dls.plan is not None and dls.plan.date_names == ["saleDate"]
+    x_cat, x_cont = dls.test_dl([{"saleDate": pd.Timestamp("2021-03-31"), "x": 0.5}]).one_batch()
+    row = dls.valid.decode_batch((x_cat, x_cont), max_n=1)[0]
+    assert row[1]["saleMonth"] == pytest.approx(3, abs=0.05) and row[0]["saleIs_month_end"] == "1.0"
 
 
 # -- bad inputs --------------------------------------------------------------------------------------------

@@ -13,13 +13,20 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-__all__ = ["ColumnPlan", "add_datepart", "as_pandas", "plan_columns", "read_table"]
+__all__ = [
+    "ColumnPlan",
+    "add_datepart",
+    "as_pandas",
+    "date_parts",
+    "date_prefix",
+    "plan_columns",
+    "read_table",
+]
 
 # an integer column with at most this many distinct values is taken as categorical
 MAX_CARD = 20
 # a table wider than this is refused: each column costs Python work per frame
 MAX_COLUMNS = 100_000
-_DATE_PARTS = ("Year", "Month", "Week", "Day", "Dayofweek", "Dayofyear", "Is_month_end", "Is_month_start")
 
 
 def as_pandas(data: Any, who: str = "tabular") -> pd.DataFrame:
@@ -57,27 +64,41 @@ def read_table(path: str | Path) -> pd.DataFrame:
     )
 
 
-def add_datepart(df: pd.DataFrame, col: str, drop: bool = True) -> pd.DataFrame:
-    """Expand a date column into numbers a model can use: year, month, week, day, weekday, day of year,
-    month end/start flags and seconds since 1970 (`<col>Elapsed`); the original is dropped by default."""
-    dates = pd.to_datetime(df[col], errors="coerce")
-    out = df.copy()
-    prefix = col.removesuffix("Date").removesuffix("date")
-    iso = dates.dt.isocalendar()
-    parts: dict[str, pd.Series] = {
-        "Year": dates.dt.year,
-        "Month": dates.dt.month,
-        "Week": iso.week.astype("Int64"),
-        "Day": dates.dt.day,
-        "Dayofweek": dates.dt.day_of_week,
-        "Dayofyear": dates.dt.day_of_year,
-        "Is_month_end": dates.dt.is_month_end,
-        "Is_month_start": dates.dt.is_month_start,
+def date_parts(values: Any, prefix: str) -> dict[str, np.ndarray]:
+    """A date column's parts as float arrays (NaN where the date is missing or unreadable): year, month,
+    ISO week, day, weekday, day of year, month end/start flags (1/0) and seconds since 1970."""
+    dates = pd.to_datetime(pd.Series(values), errors="coerce")
+    missing = dates.isna().to_numpy()
+
+    def num(x: Any) -> np.ndarray:
+        out = pd.Series(x).astype("float64").to_numpy(copy=True)
+        out[missing] = np.nan
+        return out
+
+    return {
+        f"{prefix}Year": num(dates.dt.year),
+        f"{prefix}Month": num(dates.dt.month),
+        f"{prefix}Week": num(dates.dt.isocalendar().week.astype("Float64")),
+        f"{prefix}Day": num(dates.dt.day),
+        f"{prefix}Dayofweek": num(dates.dt.day_of_week),
+        f"{prefix}Dayofyear": num(dates.dt.day_of_year),
+        f"{prefix}Is_month_end": num(dates.dt.is_month_end),
+        f"{prefix}Is_month_start": num(dates.dt.is_month_start),
+        f"{prefix}Elapsed": num((dates - pd.Timestamp("1970-01-01")).dt.total_seconds()),
     }
-    for name in _DATE_PARTS:
-        out[f"{prefix}{name}"] = parts[name]
-    secs = dates.astype("int64") // 10**9
-    out[f"{prefix}Elapsed"] = secs.where(dates.notna(), np.nan).astype("float64")
+
+
+def date_prefix(col: str) -> str:
+    """The name the parts of date column `col` start with ('saleDate' -> 'sale')."""
+    return col.removesuffix("Date").removesuffix("date") or col
+
+
+def add_datepart(df: pd.DataFrame, col: str, drop: bool = True) -> pd.DataFrame:
+    """Expand a date column into numbers a model can use (see `date_parts`); the original is dropped by
+    default. `TabularDataLoaders` does this by itself for datetime columns (the `DateParts` proc)."""
+    out = df.copy()
+    for name, vals in date_parts(df[col], date_prefix(col)).items():
+        out[name] = vals
     return out.drop(columns=[col]) if drop else out
 
 
@@ -89,6 +110,7 @@ class ColumnPlan:
     cat_names: list[str]
     cont_names: list[str]
     y_names: list[str]
+    date_names: list[str] = field(default_factory=list)
     dropped: dict[str, str] = field(default_factory=dict)
     notes: dict[str, str] = field(default_factory=dict)
 
@@ -98,6 +120,8 @@ class ColumnPlan:
             f"categorical ({len(self.cat_names)}): {_few(self.cat_names)}",
             f"continuous ({len(self.cont_names)}): {_few(self.cont_names)}",
         ]
+        if self.date_names:
+            lines.append(f"dates, expanded into parts ({len(self.date_names)}): {_few(self.date_names)}")
         lines += [f"  left out {c!r}: {why}" for c, why in self.dropped.items()]
         lines += [f"  note {c!r}: {why}" for c, why in self.notes.items()]
         return "\n".join(lines)
@@ -160,7 +184,7 @@ def plan_columns(
             plan.dropped[c] = "not in cat_names or cont_names"
             continue
         if pd.api.types.is_datetime64_any_dtype(col):
-            plan.dropped[c] = "a date: expand it first with add_datepart(df, col)"
+            plan.date_names.append(c)
             continue
         n_unique = col.nunique(dropna=True)
         if n_unique <= 1:
@@ -182,7 +206,7 @@ def plan_columns(
             plan.cat_names.append(c)
         else:
             plan.dropped[c] = "not in cont_names"
-    if not plan.cat_names and not plan.cont_names:
+    if not plan.cat_names and not plan.cont_names and not plan.date_names:
         raise ValueError(
             f"tabular: no input column left besides the target(s) {y_names}.\n"
             "help: the table needs at least one column to predict from"

@@ -46,6 +46,7 @@ from lamina.tabular.columns import ColumnPlan, as_pandas, plan_columns, read_tab
 from lamina.tabular.procs import (
     Categorify,
     Columns,
+    DateParts,
     FillMissing,
     QuantileNormalize,
     TabularProc,
@@ -363,13 +364,16 @@ class TabularDataLoaders(DataLoaders):
                 raise ValueError("tabular: the splitter left no training rows.\nhelp: check the split")
         else:
             train_idx, valid_rows = _split(len(df), valid_pct, valid_idx, seed)
-        used = [*plan.cat_names, *plan.cont_names, *ys]
+        used = [*plan.cat_names, *plan.cont_names, *plan.date_names, *ys]
         whole = Columns.from_frame(df[used])
         train_cols = _rows(whole, train_idx)
         cats, conts = list(plan.cat_names), list(plan.cont_names)
         built: list[TabularProc] = []
         step = train_cols
-        for make in procs if procs is not None else _default_procs():
+        factories = list(procs) if procs is not None else _default_procs()
+        if plan.date_names:  # dates become their parts first; the other procs then see numbers
+            factories.insert(0, lambda cats, conts: DateParts(plan.date_names))
+        for make in factories:
             p = make(cats, conts)
             p.setup(step)
             step = p(step)

@@ -22,11 +22,13 @@ import pandas as pd
 import torch
 
 from lamina.core import TensorBase, Transform, decodes, encodes, register_transform
+from lamina.tabular.columns import date_parts, date_prefix
 
 __all__ = [
     "NA_LABEL",
     "Categorify",
     "Columns",
+    "DateParts",
     "FillMissing",
     "Normalize",
     "QuantileNormalize",
@@ -171,6 +173,38 @@ class _ColumnProc(TabularProc):
 
     def encode_columns(self, cols: Columns) -> Columns:
         raise NotImplementedError
+
+
+@register_transform("tabular.DateParts")
+class DateParts(_ColumnProc):
+    """Date columns -> their parts (year, month, week, day, weekday, day of year and seconds since 1970 as
+    numbers; month end/start as categories), so a model sees seasons and trends; a missing date gives
+    missing parts (then filled)."""
+
+    order = -1
+
+    def __init__(self, date_names: list[str]) -> None:
+        super().__init__()
+        self.date_names = _names(date_names, "DateParts")
+
+    def columns(self, cat_names: list[str], cont_names: list[str]) -> tuple[list[str], list[str]]:
+        flags: list[str] = []
+        numbers: list[str] = []
+        for d in self.date_names:
+            for name in date_parts(np.array([], dtype="datetime64[ns]"), date_prefix(d)):
+                (flags if "Is_month" in name else numbers).append(name)
+        return cat_names + flags, cont_names + numbers
+
+    def encode_columns(self, cols: Columns) -> Columns:
+        _check_columns(cols, self.date_names, "DateParts")
+        out = Columns(cols)
+        for d in self.date_names:
+            for name, vals in date_parts(cols[d], date_prefix(d)).items():
+                out[name] = vals
+        return out
+
+    def to_config(self) -> dict[str, Any]:
+        return {"date_names": self.date_names}
 
 
 @register_transform("tabular.FillMissing")
