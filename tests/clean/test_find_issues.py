@@ -56,6 +56,8 @@ def test_copies_broken_and_blank_files_are_found(scanned: tuple[Any, Issues]) ->
     assert "decode" in broken["detail"]
     assert issues.predictions is not None
     assert not issues.predictions.predicted[int(broken["index"])]  # left out of the folds, not a crash
+    pairs = issues.table[issues.table["issue"].isin(["duplicate", "near_duplicate", "leak"])]
+    assert {planted.duplicate, planted.near_duplicate} <= set(pairs["item"]) | set(pairs["related"])
     # only the planted copies are duplicates (distinct digits of one class are not near-duplicates)
     assert len(_items(issues, "duplicate", "near_duplicate", "leak")) <= 3
 
@@ -63,7 +65,8 @@ def test_copies_broken_and_blank_files_are_found(scanned: tuple[Any, Issues]) ->
 def test_table_and_csv(scanned: tuple[Any, Issues], tmp_path: Path) -> None:
     _, issues = scanned
     t = issues.table
-    assert list(t.columns) == ["item", "issue", "score", "label", "suggested", "detail", "index", "split"]
+    cols = ["item", "issue", "score", "label", "suggested", "detail", "related", "index", "split"]
+    assert list(t.columns) == cols
     assert t["score"].is_monotonic_decreasing and t["score"].between(0, 1).all()
     issues.to_csv(tmp_path / "issues.csv")
     import pandas as pd

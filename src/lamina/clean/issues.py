@@ -34,13 +34,14 @@ __all__ = ["CHECKS", "COLUMNS", "ISSUE_TYPES", "Issues", "find_issues"]
 
 CHECKS = ("label", "duplicate", "outlier", "file")
 ISSUE_TYPES = ("label", "duplicate", "near_duplicate", "leak", "outlier", "broken", "odd_size", "blank")
-COLUMNS = ["item", "issue", "score", "label", "suggested", "detail", "index", "split"]
+COLUMNS = ["item", "issue", "score", "label", "suggested", "detail", "related", "index", "split"]
 
 
 @dataclass
 class Issues:
-    """What `find_issues` found: `table` (one row per item and issue, worst first) and the estimate of
-    wrong labels per class pair in `noise` (rows: given label, columns: likely true label)."""
+    """What `find_issues` found: `table` (one row per item and issue, worst first; `related` names the other
+    item of a duplicate pair) and the estimate of wrong labels per class pair in `noise` (rows: given label,
+    columns: likely true label)."""
 
     table: pd.DataFrame
     noise: pd.DataFrame | None
@@ -280,18 +281,8 @@ def find_issues(
 
     if "duplicate" in checks:
         rows += _duplicate_rows(preds, file_checks, ok, names, dsets.splits[1], n)
-    if preds is not None and "outlier" in checks and len(ok) > 20:
-        scores = knn_outlier_scores(preds.embeddings, ok)
-        fence = tukey_far(scores)
-        rank = scores.argsort().argsort() / max(1, len(scores) - 1)
-        far = np.flatnonzero(scores > fence)
-        far = far[np.argsort(-scores[far])][: max(1, len(ok) // 100)]  # at most 1%: the farthest
-        for k in far:
-            rows.append({
-                "index": int(ok[k]), "issue": "outlier", "score": float(rank[k]),
-                "detail": f"far from every other item (mean distance to 5 nearest {scores[k]:.3f}, "
-                          f"fence {fence:.3f})",
-            })  # fmt: skip
+    if preds is not None and "outlier" in checks:
+        rows += _outlier_rows(preds, ok)
 
     table = _table(rows, names, labels, dsets.splits[1])
     notes = list(preds.notes) if preds is not None else []
@@ -329,6 +320,28 @@ def _regression_issues(preds: Predictions, ok: np.ndarray, z: float = 5.0) -> li
     return rows
 
 
+def _outlier_rows(preds: Predictions, ok: np.ndarray) -> list[dict[str, Any]]:
+    """Items far from their 5 nearest neighbours in embedding space, past Tukey's far fence (at most 1%);
+    neighbours are searched among the items one fold model embedded (each model has its own space)."""
+    rows: list[dict[str, Any]] = []
+    for f in np.unique(preds.fold[ok]):
+        members = ok[preds.fold[ok] == f]
+        if len(members) <= 20:
+            continue
+        scores = knn_outlier_scores(preds.embeddings, members)
+        fence = tukey_far(scores)
+        rank = scores.argsort().argsort() / max(1, len(scores) - 1)
+        far = np.flatnonzero(scores > fence)
+        far = far[np.argsort(-scores[far])][: max(1, len(members) // 100)]  # at most 1%: the farthest
+        for k in far:
+            rows.append({
+                "index": int(members[k]), "issue": "outlier", "score": float(rank[k]),
+                "detail": f"far from every other item (mean distance to 5 nearest {scores[k]:.3f}, "
+                          f"fence {fence:.3f})",
+            })  # fmt: skip
+    return rows
+
+
 def _duplicate_rows(
     preds: Predictions | None,
     checks: Sequence[FileCheck | None],
@@ -339,7 +352,8 @@ def _duplicate_rows(
 ) -> list[dict[str, Any]]:
     in_valid = np.zeros(n, dtype=bool)
     in_valid[np.asarray(list(valid), dtype=np.int64)] = True
-    keys: list[str | None] = [c.sha256 if c is not None else None for c in checks]
+    # broken files are reported as such, not as copies of one another (two empty files share a hash)
+    keys: list[str | None] = [c.sha256 if c is not None and c.error is None else None for c in checks]
     if preds is not None and all(k is None for k in keys):  # not files: the model's input itself
         keys = [None] * n
         for i in ok:
@@ -352,7 +366,7 @@ def _duplicate_rows(
             rows.append(_dup_row(g.keep, c, 1.0, True, names, in_valid))
     if preds is not None:
         seen = {c for _, c in same}
-        for i, j, s in near_pairs(preds.fingerprints, preds.embeddings, ok):
+        for i, j, s in near_pairs(preds.fingerprints, preds.embeddings, ok, fold=preds.fold):
             if (i, j) in same or j in seen:
                 continue
             seen.add(j)
@@ -368,7 +382,7 @@ def _dup_row(
     what = "same bytes as" if exact else f"near copy (similarity {sim:.3f}) of"
     detail = f"{what} {names[other]}" + (" - across the train/valid split: leakage" if leak else "")
     issue = "leak" if leak else ("duplicate" if exact else "near_duplicate")
-    return {"index": flagged, "issue": issue, "score": float(sim), "detail": detail, "other": other}
+    return {"index": flagged, "issue": issue, "score": float(sim), "detail": detail, "related": names[other]}
 
 
 def _table(
@@ -380,7 +394,8 @@ def _table(
         i = int(r["index"])
         recs.append({
             "item": names[i], "issue": r["issue"], "score": round(float(r["score"]), 6), "label": labels[i],
-            "suggested": r.get("suggested", ""), "detail": r.get("detail", ""), "index": i,
+            "suggested": r.get("suggested", ""), "detail": r.get("detail", ""),
+            "related": r.get("related", ""), "index": i,
             "split": "valid" if i in vset else "train",
         })  # fmt: skip
     df = pd.DataFrame.from_records(recs, columns=COLUMNS)

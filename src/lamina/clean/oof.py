@@ -44,7 +44,9 @@ class Predictions:
 
     `probs` (N, C) holds NaN rows for the items that were left out (`predicted` False: broken files).
     `targets` are class indices (classification) or values (regression); `in_valid` marks the items of
-    the data's own validation split; `folds` is 0 for `learner_predictions` (biased: seen in training)."""
+    the data's own validation split; `folds` is 0 for `learner_predictions` (biased: seen in training).
+    Embeddings of items predicted by different fold models live in different spaces: compare them only
+    within one `fold`."""
 
     probs: np.ndarray
     targets: np.ndarray
@@ -54,6 +56,7 @@ class Predictions:
     in_valid: np.ndarray
     vocab: list[Any] | None
     folds: int
+    fold: np.ndarray  # (N,) int: the model that predicted each item (-1: none); embeddings compare within one
     notes: list[str] = field(default_factory=list)
 
     @property
@@ -233,6 +236,7 @@ def out_of_fold(
     check_folds(targets, vocab, folds, idx)
     parts = fold_indices(targets, idx, folds, seed, stratify=vocab is not None)
     out: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None
+    fold = np.full(n, -1, dtype=np.int64)
     for k, held in enumerate(parts):
         train_idx = np.setdiff1d(idx, held, assume_unique=True)
         fold_dls = DataLoaders(_loader(dls, train_idx, True), _loader(dls, held, False), dls.loss_factory)
@@ -246,6 +250,7 @@ def out_of_fold(
             out = _empty(n, (probs.shape[1], emb.shape[1], fp.shape[1]))
         for arr, got in zip(out, (probs, emb, fp), strict=True):
             arr[held] = got
+        fold[held] = k
         if log is not None:
             log(f"fold {k + 1}/{folds}: trained on {len(train_idx)} items, predicted {len(held)}")
     assert out is not None
@@ -260,6 +265,7 @@ def out_of_fold(
         in_valid=_in_valid(dsets, n),
         vocab=list(vocab) if vocab is not None else None,
         folds=folds,
+        fold=fold,
     )
 
 
@@ -292,6 +298,7 @@ def learner_predictions(learn: Learner, exclude: Sequence[int] = ()) -> Predicti
         in_valid=_in_valid(dsets, n),
         vocab=list(dls.vocab) if dls.vocab is not None else None,
         folds=0,
+        fold=np.where(predicted, 0, -1),
         notes=[
             "quick: predictions of the trained learner itself, which saw most of these labels in training; "
             "it misses wrong labels it memorised (use folds for unbiased out-of-fold predictions)"
