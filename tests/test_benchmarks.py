@@ -39,7 +39,7 @@ def test_quick_suite_writes_json_with_numbers(tmp_path: Path) -> None:
 
     doc = json.loads(out.read_text())
     assert doc["env"]["versions"]["torch"] and doc["env"]["device"] == "cpu" and doc["env"]["date"]
-    assert set(doc["suites"]) == {"overhead", "data", "accuracy", "import"}
+    assert {"overhead", "data", "accuracy", "import", "clean"} <= set(doc["suites"])
     for name, suite in doc["suites"].items():
         assert suite["configs"], f"{name}: no config ran; notes: {suite['notes']}"
         for cfg in suite["configs"]:
@@ -58,3 +58,9 @@ def test_quick_suite_writes_json_with_numbers(tmp_path: Path) -> None:
     acc = doc["suites"]["accuracy"]["configs"][0]
     assert all(0.0 <= a[0] <= 1.0 for a in (x["accuracy"] for x in acc["extra"].values()))
     assert {"torch", "lamina.vision"} <= set(doc["suites"]["import"]["configs"][0]["values"])
+    clean = {c["config"]: c for c in doc["suites"]["clean"]["configs"]}
+    assert {"plain", "lamina"} <= set(clean["labels-from-oof"]["values"])
+    for name in ("labels-from-oof", "duplicates-corrupt"):
+        for extra in clean[name]["extra"].values():
+            shares = [v for k, vs in extra.items() if k.endswith(("found", "recall")) for v in vs]
+            assert shares and all(0.0 <= v <= 1.0 for v in shares), (name, extra)
