@@ -3,7 +3,7 @@ PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV := .venv
 STAMP := $(VENV)/.lamina-installed
 
-.PHONY: setup train test lint bench
+.PHONY: setup train test lint bench browser
 
 $(STAMP): pyproject.toml
 	test -x $(VENV)/bin/python || $(PYTHON) -m venv $(VENV)
@@ -27,3 +27,8 @@ lint: $(STAMP)
 
 bench: $(STAMP)
 	$(VENV)/bin/python -m benchmarks.run --suite all
+
+# Debian's Chromium for the review page's browser test (Playwright drives it; `playwright install` is never
+# run: it downloads a browser). Without it that one test skips, saying why.
+browser:
+	command -v chromium >/dev/null || (apt-get update -qq && apt-get install -y -qq --no-install-recommends chromium chromium-driver)
