@@ -19,7 +19,7 @@ import pandas as pd
 from lamina.clean.confident import find_label_issues
 from lamina.clean.duplicates import exact_groups, knn_outlier_scores, near_pairs, tukey_far
 from lamina.clean.images import FileCheck, check_image_files, odd_shapes
-from lamina.clean.oof import LearnerFactory, Predictions, dataset_of, learner_predictions, out_of_fold
+from lamina.clean.oof import LearnerFactory, Predictions, all_items, learner_predictions, out_of_fold
 from lamina.clean.source import DatasetSource
 from lamina.core import TensorImage
 from lamina.data import DataBlock, DataLoaders, Getter
@@ -148,7 +148,13 @@ def _is_image_data(dls: DataLoaders) -> bool:
 
 def _sources(dls: DataLoaders) -> list[Any]:
     """What each item's input getter returns (a file path for images; the raw item otherwise)."""
-    dsets = dataset_of(dls)
+    dsets = dls.dsets
+    if dsets is None:  # a processed table: rows by position (training rows first)
+        items = all_items(dls)
+        n_train = int((~items.valid).sum())
+        return [
+            f"{'valid' if v else 'train'} row {i - n_train if v else i}" for i, v in enumerate(items.valid)
+        ]
     p = dsets.pipelines[0]
     getter = p.tfms[0] if p.tfms and isinstance(p.tfms[0], Getter) else None
     out = []
@@ -178,7 +184,7 @@ def _names(sources: Sequence[Any], paths: Sequence[Path | None], root: Path | No
                 continue
             except ValueError:
                 pass
-        out.append(p.as_posix() if p is not None else f"#{i} {describe_item(s)}")
+        out.append(p.as_posix() if p is not None else s if isinstance(s, str) else f"#{i} {describe_item(s)}")
     return out
 
 
@@ -224,13 +230,14 @@ def find_issues(
             "help: pass the trained Learner (find_issues(learn, quick=True)), or drop quick for out-of-fold"
         )
     dls = _as_dls(data, data_source, bs, seed)
-    dsets = dataset_of(dls)
+    items = all_items(dls)
+    valid_idx = np.flatnonzero(items.valid).tolist()
     say = log if log is not None else (lambda s: None)
     sources = _sources(dls)
     paths = _paths(sources)
     root = source.root if source is not None else _common_root(paths)
     names = _names(sources, paths, root)
-    n = len(dsets)
+    n = len(items)
     rows: list[dict[str, Any]] = []
 
     file_checks: list[FileCheck | None] = [None] * n
@@ -280,11 +287,13 @@ def find_issues(
             rows += _regression_issues(preds, ok)
 
     if "duplicate" in checks:
-        rows += _duplicate_rows(preds, file_checks, ok, names, dsets.splits[1], n)
+        # near copies by input correlation only for images: a table row's few values correlate by chance
+        near = any(p is not None for p in paths)
+        rows += _duplicate_rows(preds, file_checks, ok, names, valid_idx, n, near=near)
     if preds is not None and "outlier" in checks:
         rows += _outlier_rows(preds, ok)
 
-    table = _table(rows, names, labels, dsets.splits[1])
+    table = _table(rows, names, labels, valid_idx)
     notes = list(preds.notes) if preds is not None else []
     return Issues(
         table=table, noise=noise, items=names, labels=labels, vocab=vocab,
@@ -349,6 +358,7 @@ def _duplicate_rows(
     names: Sequence[str],
     valid: Sequence[int],
     n: int,
+    near: bool = True,
 ) -> list[dict[str, Any]]:
     in_valid = np.zeros(n, dtype=bool)
     in_valid[np.asarray(list(valid), dtype=np.int64)] = True
@@ -364,7 +374,7 @@ def _duplicate_rows(
         for c in g.copies:
             same.add((g.keep, c))
             rows.append(_dup_row(g.keep, c, 1.0, True, names, in_valid))
-    if preds is not None:
+    if preds is not None and near:
         seen = {c for _, c in same}
         for i, j, s in near_pairs(preds.fingerprints, preds.embeddings, ok, fold=preds.fold):
             if (i, j) in same or j in seen:

@@ -9,6 +9,7 @@ the same from one trained learner in one pass: quicker, but biased towards the l
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -19,15 +20,16 @@ import torch.nn.functional as F
 from torch import nn
 
 from lamina.data import DataLoader, DataLoaders, Datasets
-from lamina.data.datasets import Subset, get_item
+from lamina.data.datasets import get_item
 from lamina.train import Callback, Learner, ProgressCallback
 
 __all__ = [
     "FINGERPRINT_SIZE",
+    "AllItems",
     "LearnerFactory",
     "Predictions",
+    "all_items",
     "check_folds",
-    "dataset_of",
     "fold_indices",
     "item_targets",
     "learner_predictions",
@@ -40,7 +42,7 @@ FINGERPRINT_SIZE = 32  # images are pooled to 32 x 32 grey values for near-dupli
 
 @dataclass(frozen=True)
 class Predictions:
-    """Per-item model outputs over a whole dataset, in the order of `dls.dsets.items`.
+    """Per-item model outputs over a whole dataset, in the order of `AllItems(dls)`.
 
     `probs` (N, C) holds NaN rows for the items that were left out (`predicted` False: broken files).
     `targets` are class indices (classification) or values (regression); `in_valid` marks the items of
@@ -64,30 +66,75 @@ class Predictions:
         return self.vocab is not None
 
 
-def dataset_of(dls: DataLoaders) -> Datasets:
-    """The Datasets behind `dls`, or an error that says how to build DataLoaders that have one."""
-    dsets = dls.dsets
-    if dsets is None:
+class AllItems(Sequence[tuple[Any, ...]]):
+    """Every item of `dls`, training and validation together, as the typed tuples the loaders draw from.
+
+    With a Datasets behind the loaders (DataBlock, the vision factories) item i is `dsets[i]`, in the order
+    of `dsets.items`; otherwise (a table already processed into tensors) the training items come first,
+    then the validation items."""
+
+    def __init__(self, dls: DataLoaders) -> None:
+        self.dsets: Datasets | None = dls.dsets
+        self.n_inp = dls.n_inp
+        if self.dsets is not None:
+            n = len(self.dsets)
+            self.valid = np.zeros(n, dtype=bool)
+            self.valid[np.asarray(self.dsets.splits[1], dtype=np.int64)] = True
+            self._parts: list[Sequence[Any]] = []
+        else:
+            self._parts = [dls.train.dataset, dls.valid.dataset]
+            n_train, n_valid = len(self._parts[0]), len(self._parts[1])
+            self.valid = np.r_[np.zeros(n_train, dtype=bool), np.ones(n_valid, dtype=bool)]
+
+    def __len__(self) -> int:
+        return len(self.valid)
+
+    def __getitem__(self, i: Any) -> tuple[Any, ...]:
+        i = int(i)
+        if self.dsets is not None:
+            return self.dsets[i]
+        n_train = len(self._parts[0])
+        return self._parts[0][i] if i < n_train else self._parts[1][i - n_train]
+
+    def target(self, i: int) -> tuple[Any, ...]:
+        """Item i's target element alone (with a Datasets: read without decoding the inputs)."""
+        if self.dsets is not None:
+            return self.dsets.build(get_item(self.dsets.items, i), index=i, elements=[self.n_inp])
+        return self[i][self.n_inp :]
+
+
+class _Picked(Sequence[tuple[Any, ...]]):
+    def __init__(self, items: AllItems, idxs: Sequence[int]) -> None:
+        self.items, self.idxs = items, list(idxs)
+
+    def __len__(self) -> int:
+        return len(self.idxs)
+
+    def __getitem__(self, i: Any) -> Any:
+        if isinstance(i, slice):
+            return [self[j] for j in range(*i.indices(len(self)))]
+        return self.items[self.idxs[i]]
+
+
+def all_items(dls: DataLoaders) -> AllItems:
+    """All the items of `dls`, or an error that says why they cannot be checked."""
+    items = AllItems(dls)
+    if len(items) == 0:
+        raise ValueError("lamina.clean: the data has no items.\nhelp: check the source and get_items")
+    if len(items.target(0)) == 0:
         raise ValueError(
-            "lamina.clean: these DataLoaders were built from plain tuples, so the items they came from "
-            "are unknown.\nhelp: build them with a DataBlock or an application's factory "
-            "(ImageDataLoaders.from_folder, ...)"
+            f"lamina.clean: the items have {dls.n_inp} input(s) and no target to check.\n"
+            "help: give the data a target (a CategoryBlock or RegressionBlock, a label column)"
         )
-    if len(dsets.pipelines) <= dsets.n_inp:
-        raise ValueError(
-            f"lamina.clean: the data has {len(dsets.pipelines)} elements and {dsets.n_inp} inputs: no "
-            "target to check.\nhelp: give the DataBlock a target block (CategoryBlock, RegressionBlock)"
-        )
-    return dsets
+    return items
 
 
 def item_targets(dls: DataLoaders) -> np.ndarray:
-    """Every item's encoded target (class index or value), read without decoding the inputs."""
-    dsets = dataset_of(dls)
-    k = dsets.n_inp
+    """Every item's encoded target (class index or value)."""
+    items = all_items(dls)
     out = []
-    for i in range(len(dsets)):
-        (t,) = dsets.build(get_item(dsets.items, i), index=i, elements=[k])
+    for i in range(len(items)):
+        t = items.target(i)[0]
         out.append(t.as_subclass(torch.Tensor).float().reshape(-1)[0].item())
     arr = np.asarray(out, dtype=np.float64)
     return arr.astype(np.int64) if dls.vocab is not None else arr
@@ -197,12 +244,19 @@ def _predict(learn: Learner, dl: DataLoader) -> tuple[np.ndarray, np.ndarray, np
     return probs, emb, fp
 
 
-def _loader(dls: DataLoaders, idx: np.ndarray, train: bool) -> DataLoader:
-    dsets = dataset_of(dls)
+def _loader(dls: DataLoaders, items: AllItems, idx: np.ndarray, train: bool) -> DataLoader:
     base = dls.train if train else dls.valid
     return base.new(
-        dataset=Subset(dsets, idx.tolist()), shuffle=train, drop_last=train and len(idx) > base.bs
+        dataset=_Picked(items, idx.tolist()), shuffle=train, drop_last=train and len(idx) > base.bs
     )
+
+
+def _fold_loaders(dls: DataLoaders, items: AllItems, train_idx: np.ndarray, held: np.ndarray) -> DataLoaders:
+    """`dls` (its class and everything an application's learner reads from it) over other items."""
+    fold = copy.copy(dls)
+    fold.train = _loader(dls, items, train_idx, True)
+    fold.valid = _loader(dls, items, held, False)
+    return fold
 
 
 def _empty(n: int, widths: tuple[int, int, int]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -227,8 +281,8 @@ def out_of_fold(
     `exclude`: item indices to leave out (files that fail to load). The folds are stratified by class and
     seeded, so the same call gives the same folds.
     """
-    dsets = dataset_of(dls)
-    n = len(dsets)
+    items = all_items(dls)
+    n = len(items)
     targets = item_targets(dls)
     vocab = dls.vocab
     bad = set(int(i) for i in exclude)
@@ -239,7 +293,7 @@ def out_of_fold(
     fold = np.full(n, -1, dtype=np.int64)
     for k, held in enumerate(parts):
         train_idx = np.setdiff1d(idx, held, assume_unique=True)
-        fold_dls = DataLoaders(_loader(dls, train_idx, True), _loader(dls, held, False), dls.loss_factory)
+        fold_dls = _fold_loaders(dls, items, train_idx, held)
         torch.manual_seed(seed + k)
         learn = learner(fold_dls)
         if not progress:
@@ -262,28 +316,22 @@ def out_of_fold(
         embeddings=out[1],
         fingerprints=out[2],
         predicted=predicted,
-        in_valid=_in_valid(dsets, n),
+        in_valid=items.valid.copy(),
         vocab=list(vocab) if vocab is not None else None,
         folds=folds,
         fold=fold,
     )
 
 
-def _in_valid(dsets: Datasets, n: int) -> np.ndarray:
-    in_valid = np.zeros(n, dtype=bool)
-    in_valid[np.asarray(dsets.splits[1], dtype=np.int64)] = True
-    return in_valid
-
-
 def learner_predictions(learn: Learner, exclude: Sequence[int] = ()) -> Predictions:
     """Every item predicted by one trained learner, in one pass: fast, but biased (it has seen the labels
     of its training items, so it agrees with wrong ones it memorised). Out-of-fold predictions are not."""
     dls = learn.dls
-    dsets = dataset_of(dls)
-    n = len(dsets)
+    items = all_items(dls)
+    n = len(items)
     bad = set(int(i) for i in exclude)
     idx = np.asarray([i for i in range(n) if i not in bad], dtype=np.int64)
-    probs, emb, fp = _predict(learn, _loader(dls, idx, False))
+    probs, emb, fp = _predict(learn, _loader(dls, items, idx, False))
     out = _empty(n, (probs.shape[1], emb.shape[1], fp.shape[1]))
     for arr, got in zip(out, (probs, emb, fp), strict=True):
         arr[idx] = got
@@ -295,7 +343,7 @@ def learner_predictions(learn: Learner, exclude: Sequence[int] = ()) -> Predicti
         embeddings=out[1],
         fingerprints=out[2],
         predicted=predicted,
-        in_valid=_in_valid(dsets, n),
+        in_valid=items.valid.copy(),
         vocab=list(dls.vocab) if dls.vocab is not None else None,
         folds=0,
         fold=np.where(predicted, 0, -1),
