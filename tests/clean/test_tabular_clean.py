@@ -35,3 +35,13 @@ def test_flipped_labels_in_a_table_are_found() -> None:
     dup = issues.table[issues.table["issue"].isin(["duplicate", "leak"])]
     assert {(r.item, r.related) for r in dup.itertuples()} == {("valid row 119", "train row 0")}
     assert len(issues.of("near_duplicate")) == 0  # no input-correlation copies for tables
+
+
+def test_an_architecture_name_is_for_images_only() -> None:
+    tabular = pytest.importorskip("lamina.tabular")
+    df = pd.DataFrame({"a": np.arange(40.0), "y": ["p", "n"] * 20})
+    dls = tabular.TabularDataLoaders.from_df(df, "y", valid_pct=0.2, seed=0)
+    for learner in ("resnet18", None):
+        with pytest.raises(ValueError, match="not image files") as e:
+            find_issues(dls, learner)
+        assert "help: pass a function that builds your learner" in str(e.value)

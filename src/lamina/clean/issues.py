@@ -126,17 +126,18 @@ def _as_dls(data: DataLoaders | Learner | DataBlock, source: Any, bs: int, seed:
     )
 
 
-def _factory(dls: DataLoaders, learner: LearnerFactory | str | Learner | None) -> LearnerFactory:
+def _factory(
+    dls: DataLoaders, learner: LearnerFactory | str | Learner | None, image_files: bool
+) -> LearnerFactory:
     if callable(learner) and not isinstance(learner, Learner):
         return learner
-    if isinstance(learner, str) and _is_image_data(dls):
+    if isinstance(learner, str) and (image_files or _is_image_data(dls)):
         from lamina.vision import vision_learner
 
         arch = learner
         return lambda d: vision_learner(d, arch, pretrained=False)
     raise ValueError(
-        f"find_issues: cannot build a learner from {learner!r} for these data (input "
-        f"{dls.train.types[0].__name__ if len(dls.train.dataset) else '?'}).\n"
+        f"find_issues: cannot build a learner from {learner!r} for these data (not image files).\n"
         "help: pass a function that builds your learner from DataLoaders, e.g. "
         "lambda dls: vision_learner(dls, 'resnet18', pretrained=False); an architecture name works for images"
     )
@@ -258,7 +259,7 @@ def find_issues(
             assert trained is not None
             preds = learner_predictions(trained, exclude=broken)
         else:
-            factory = _factory(dls, learner if learner is not None else None)
+            factory = _factory(dls, learner, image_files=any(p is not None for p in paths))
             say(f"training {folds} models on folds of {n - len(broken)} items ({epochs} epochs each)")
             preds = out_of_fold(
                 dls, factory, folds=folds, epochs=epochs, lr=lr, seed=seed, exclude=broken,
