@@ -57,7 +57,7 @@ class TextConfig:
     max_len: int = 128  # reviews: at most ~150 tokens; MiniLM was trained on 128
     epochs: int = 1
     base_lr: float = 1e-3
-    speed_batches: int = 8
+    speed_batches: int = 4
     speed_lr: float = 1e-4
 
 
@@ -326,7 +326,7 @@ def _speed(cfg: TextConfig, opts: Options, suite: SuiteResult) -> list[ConfigRes
 
 def run_suite(opts: Options) -> SuiteResult:
     suite = SuiteResult("text")
-    cfg = TextConfig(n_train=200, n_test=100, speed_batches=2, bs=16) if opts.quick else TextConfig()
+    cfg = TextConfig(n_train=64, n_test=64, speed_batches=2, bs=16) if opts.quick else TextConfig()
     threads = torch.get_num_threads()
     if opts.device == "cpu":
         torch.set_num_threads(

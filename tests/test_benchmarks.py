@@ -64,3 +64,6 @@ def test_quick_suite_writes_json_with_numbers(tmp_path: Path) -> None:
         for extra in clean[name]["extra"].values():
             shares = [v for k, vs in extra.items() if k.endswith(("found", "recall")) for v in vs]
             assert shares and all(0.0 <= v <= 1.0 for v in shares), (name, extra)
+    text = {c["config"]: c for c in doc["suites"]["text"]["configs"]}
+    assert {"quality", "speed", "padding"} <= set(text)
+    assert all(0.0 <= x["auc"][0] <= 1.0 for x in text["quality"]["extra"].values())

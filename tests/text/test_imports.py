@@ -7,8 +7,12 @@ import sys
 
 
 def _loaded(code: str) -> list[str]:
-    probe = f"{code}; import sys; print(' '.join(m for m in ('transformers', 'tokenizers') if m in sys.modules))"
-    out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=120, check=True)
+    probe = (
+        f"{code}; import sys; print(' '.join(m for m in ('transformers', 'tokenizers') if m in sys.modules))"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", probe], capture_output=True, text=True, timeout=120, check=True
+    )
     return out.stdout.split()
 
 
