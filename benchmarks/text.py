@@ -53,10 +53,10 @@ class TextConfig:
     n_train: int = 2000
     n_test: int = 1000
     seed: int = 42
-    bs: int = 32
+    bs: int = 16
     max_len: int = 128  # reviews: at most ~150 tokens; MiniLM was trained on 128
     epochs: int = 1
-    base_lr: float = 1e-3
+    base_lr: float = 2e-3  # fine_tune's default
     speed_batches: int = 4
     speed_lr: float = 1e-4
 
@@ -304,9 +304,7 @@ def _speed(cfg: TextConfig, opts: Options, suite: SuiteResult) -> list[ConfigRes
         "padding", unit="% pad", lower_is_better=True, baseline="unbucketed", params={"bs": cfg.bs}
     )
     pad.values = {"unbucketed": [100 * unbucketed], "bucketed": [100 * bucketed]}
-    log(
-        f"  padding waste of an epoch: {100 * bucketed:.1f}% bucketed, {100 * unbucketed:.1f}% without"
-    )
+    log(f"  padding waste of an epoch: {100 * bucketed:.1f}% bucketed, {100 * unbucketed:.1f}% without")
     speed = _Speed(dls, batches, cfg, device)
     res = ConfigResult(
         "speed",
@@ -333,9 +331,7 @@ def run_suite(opts: Options) -> SuiteResult:
             len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
         )
     try:
-        log(
-            f"text: quality ({cfg.n_train} train / {cfg.n_test} test), {torch.get_num_threads()} threads"
-        )
+        log(f"text: quality ({cfg.n_train} train / {cfg.n_test} test), {torch.get_num_threads()} threads")
         suite.configs.append(_quality(cfg, opts))
         log("text: speed")
         suite.configs.extend(_speed(cfg, opts, suite))

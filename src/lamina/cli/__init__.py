@@ -454,7 +454,7 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument(
         "--lr",
         default=None,
-        help="learning rate (default: 1e-2 for images, 1e-3 for texts), or 'auto' (lr_find)",
+        help="learning rate (default: 1e-2 for images, 2e-3 for texts), or 'auto' (lr_find)",
     )
     text_cli.add_text_args(t)
     tabular_cli.add_train_args(t)
