@@ -341,20 +341,21 @@ class _SeededSampler(tud.Sampler[tuple[int, int]]):
     def __len__(self) -> int:
         return self.n
 
-    def arrays(self, epoch: int) -> tuple[torch.Tensor, torch.Tensor]:
-        """One epoch's item order and the items' seeds, as tensors."""
+    def arrays(self, epoch: int, with_seeds: bool = True) -> tuple[torch.Tensor, torch.Tensor]:
+        """One epoch's item order and the items' seeds (drawn after the order: none when not wanted)."""
         g = torch.Generator().manual_seed(self.seed * 1_000_003 + epoch)
         order = _epoch_order(self.n, self.shuffle, self.sizes, self.bs, g)
-        return order, torch.randint(0, 2**62, (self.n,), generator=g)
+        seeds = torch.randint(0, 2**62, (self.n,), generator=g) if with_seeds else order[:0]
+        return order, seeds
 
     def keys(self, epoch: int) -> list[tuple[int, int]]:
         """The (index, seed) pairs of one epoch, in order."""
         order, seeds = self.arrays(epoch)
         return list(zip(order.tolist(), seeds.tolist(), strict=True))
 
-    def next_arrays(self) -> tuple[torch.Tensor, torch.Tensor]:
+    def next_arrays(self, with_seeds: bool = True) -> tuple[torch.Tensor, torch.Tensor]:
         """What iterating gives (the next epoch, after the items to skip) as tensors; the epoch advances."""
-        order, seeds = self.arrays(self.epoch)
+        order, seeds = self.arrays(self.epoch, with_seeds)
         order, seeds = order[self.skip :], seeds[self.skip :]
         self.epoch, self.skip = self.epoch + 1, 0
         return order, seeds
@@ -387,8 +388,8 @@ class _Batches(tud.Sampler[Any]):
     """Whole batches of keys from an item sampler (`inner`, which keeps the epoch and may be one process's
     shard): an index tensor per batch, and its batch seed when the keys are seeded."""
 
-    def __init__(self, inner: Any, bs: int, drop_last: bool) -> None:
-        self.inner, self.bs, self.drop_last = inner, bs, drop_last
+    def __init__(self, inner: Any, bs: int, drop_last: bool, seeds: bool = True) -> None:
+        self.inner, self.bs, self.drop_last, self.seeds = inner, bs, drop_last, seeds
 
     def __len__(self) -> int:
         n = len(self.inner)
@@ -397,8 +398,9 @@ class _Batches(tud.Sampler[Any]):
     def __iter__(self) -> Iterator[tuple[torch.Tensor, int | None]]:
         seeds: list[int | None]
         if isinstance(self.inner, _SeededSampler):  # the order as tensors: no Python object per item
-            idx, item_seeds = self.inner.next_arrays()
-            seeds = [_batch_seed(s) for s in item_seeds[:: self.bs].tolist()]
+            idx, item_seeds = self.inner.next_arrays(with_seeds=self.seeds)
+            seeds = [_batch_seed(s) for s in item_seeds[:: self.bs].tolist()] if self.seeds else []
+            seeds += [None] * (math.ceil(len(idx) / self.bs) - len(seeds))
         elif isinstance(self.inner, tud.SequentialSampler):
             idx = torch.arange(len(self.inner))
             seeds = [None] * math.ceil(len(idx) / self.bs)
@@ -410,11 +412,10 @@ class _Batches(tud.Sampler[Any]):
             else:
                 idx = torch.as_tensor(keys, dtype=torch.int64)
                 seeds = [None] * math.ceil(len(keys) / self.bs)
-        for j, start in enumerate(range(0, len(idx), self.bs)):
-            b = idx[start : start + self.bs]
-            if self.drop_last and len(b) < self.bs:
-                return
-            yield b, seeds[j]
+        n = int(idx.shape[0])
+        stop = n - n % self.bs if self.drop_last else n
+        for j, start in enumerate(range(0, stop, self.bs)):
+            yield idx[start : start + self.bs], seeds[j]
 
 
 @runtime_checkable
@@ -565,7 +566,8 @@ class DataLoader:
             "generator": generator,
         }
         if self.batched:
-            batches = _Batches(sampler, self.bs, self.drop_last)
+            # the batch transforms' seeds (drawn per epoch) only when there are batch transforms to seed
+            batches = _Batches(sampler, self.bs, self.drop_last, seeds=len(self.batch_tfms) > 0)
             fetch = _BatchFetch(self.dataset)  # type: ignore[arg-type]
             return tud.DataLoader(fetch, batch_size=None, sampler=batches, collate_fn=_as_batch, **common)
         return tud.DataLoader(
@@ -662,13 +664,20 @@ class DataLoader:
         if self.batched and self.num_workers == 0 and not loader.pin_memory:
             # whole batches built in this process: index them straight from the batch sampler, without
             # the torch iterator's per-batch bookkeeping (a table's batch costs microseconds)
-            fetch = loader.dataset
-            source: Any = (fetch[key] for key in loader.sampler)
-        else:
-            source = loader
+            get_batch = self.dataset.get_batch  # type: ignore[attr-defined]
+            plain = None  # plain CPU tensors for a CPU loader without batch transforms: passed on as they are
+            for idx, seed in loader.sampler:
+                b = get_batch(idx)
+                if plain is None:
+                    plain = self.device.type == "cpu" and not len(self.batch_tfms)
+                    plain = plain and all(type(t) is torch.Tensor and t.device.type == "cpu" for t in b)
+                yield tuple(b) if plain else self._after_collate(b, types, seed)
+            return
+        source: Any = loader
         try:
             for b, b_bad, b_seed in source:
-                bad.update((int(i), str(m)) for i, m in b_bad)
+                if b_bad:
+                    bad.update((int(i), str(m)) for i, m in b_bad)
                 yield self._after_collate(b, types, b_seed)
         finally:
             if bad:
@@ -688,7 +697,10 @@ class DataLoader:
         self, b: Sequence[Any], types: tuple[type, ...], seed: int | None = None
     ) -> tuple[torch.Tensor, ...]:
         # pinning turns the batch tuple into a list: make it a tuple again
-        out: tuple[Any, ...] = to_device(tuple(b), self.device, non_blocking=self.pin_memory)
+        out: tuple[Any, ...] = tuple(b)
+        on_cpu = self.device.type == "cpu"
+        if not (on_cpu and all(type(t) is torch.Tensor and t.device.type == "cpu" for t in out)):
+            out = to_device(out, self.device, non_blocking=self.pin_memory)  # (plain CPU tensors stay)
         if len(self.batch_tfms):
             # collated here: nobody else holds it, the batch transforms may reuse it
             with owned_input(), _seeded_rng(seed, self.device):
