@@ -24,6 +24,7 @@ SUITES = {
     "accuracy": "accuracy",
     "import": "imports",
     "collab": "collab",
+    "tabular": "tabular",
     "text": "text",
     "clean": "clean",
 }
