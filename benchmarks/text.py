@@ -14,7 +14,7 @@
   (`unbucketed`: the same loader with equal sizes, i.e. plain shuffling).
 
 On the CPU this suite uses every core (the other suites default to 1 thread): on 2 cores it takes about
-10 minutes; `--quick` shrinks everything to a smoke test.
+10 minutes (estimated; not yet timed on an idle machine); `--quick` shrinks everything to a smoke test.
 """
 
 from __future__ import annotations
