@@ -24,9 +24,9 @@ from safetensors.torch import load_file
 from torch import nn
 
 from lamina.data import CrossEntropyLossFlat, DataLoaders
+from lamina.data.order import ShardSampler as _ShardSampler
 from lamina.train import Learner, accuracy
 from lamina.train.callback import Callback, CancelStep
-from lamina.data.order import ShardSampler as _ShardSampler
 
 pytestmark = pytest.mark.distributed
 
