@@ -2,28 +2,19 @@
 
 from __future__ import annotations
 
-import re
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-README = Path(__file__).resolve().parents[2] / "README.md"
-
-
-def _block(heading: str) -> str:
-    text = README.read_text()
-    start = text.index(f"\n## {heading}\n")
-    m = re.compile(r"```python\n(?P<code>.*?)```", re.S).search(text, start)
-    assert m is not None
-    return m.group("code")
+from _readme import readme_block
 
 
 @pytest.mark.slow
 def test_collab_readme_block_runs_as_printed(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.chdir(tmp_path)
     ns: dict[str, Any] = {}
-    exec(compile(_block("Collaborative filtering"), "README.md: Collaborative filtering", "exec"), ns)
+    exec(compile(readme_block("Collaborative filtering"), "README.md: Collaborative filtering", "exec"), ns)
     learn = ns["learn"]
     rmse = learn.recorder.values[-1][2]
     assert rmse <= 0.92, rmse  # printed: 0.908 (predicting the mean: 1.13)

@@ -2,28 +2,19 @@
 
 from __future__ import annotations
 
-import re
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-README = Path(__file__).resolve().parents[2] / "README.md"
-
-
-def _block(heading: str) -> str:
-    text = README.read_text()
-    start = text.index(f"\n## {heading}\n")
-    m = re.compile(r"```python\n(?P<code>.*?)```", re.S).search(text, start)
-    assert m is not None
-    return m.group("code")
+from _readme import readme_block
 
 
 @pytest.mark.slow
 def test_tables_readme_block_runs_as_printed(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.chdir(tmp_path)
     ns: dict[str, Any] = {}
-    exec(compile(_block("Tables"), "README.md: Tables", "exec"), ns)
+    exec(compile(readme_block("Tables"), "README.md: Tables", "exec"), ns)
     learn = ns["learn"]
     assert learn.recorder.values[-1][2] >= 0.85  # printed: about 0.86 (the majority class: 0.76)
     assert ns["label"] == "<=50K" and ns["probs"].shape == (2,)
