@@ -10,23 +10,13 @@ from pathlib import Path
 
 import pytest
 
-
-def _lamina(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, "MPLBACKEND": "Agg"}
-    return subprocess.run(
-        [sys.executable, "-m", "lamina.cli", *args],
-        cwd=cwd,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
+from _cli import run_lamina
 
 
 @pytest.mark.slow
 def test_train_then_predict(mnist_small: Path, tmp_path: Path) -> None:
     run = tmp_path / "run"
-    r = _lamina(
+    r = run_lamina(
         "train",
         str(mnist_small),
         "--epochs",
@@ -47,23 +37,23 @@ def test_train_then_predict(mnist_small: Path, tmp_path: Path) -> None:
     assert header.startswith("epoch,train_loss,valid_loss,accuracy")
 
     files = [str(sorted((mnist_small / d).iterdir())[0]) for d in ("3", "8")]
-    r = _lamina("predict", str(run / "model.lamina"), *files, "--json", cwd=tmp_path)
+    r = run_lamina("predict", str(run / "model.lamina"), *files, "--json", cwd=tmp_path)
     assert r.returncode == 0, r.stderr
     out = json.loads(r.stdout)
     assert [o["file"] for o in out] == files
     assert all(o["label"] in [str(i) for i in range(10)] and 0 < o["probability"] <= 1 for o in out)
 
-    r = _lamina("predict", str(run / "model.lamina"), str(tmp_path / "missing.png"), cwd=tmp_path)
+    r = run_lamina("predict", str(run / "model.lamina"), str(tmp_path / "missing.png"), cwd=tmp_path)
     assert r.returncode != 0 and "missing.png" in r.stderr
 
 
 def test_train_on_missing_folder_says_so(tmp_path: Path) -> None:
-    r = _lamina("train", str(tmp_path / "nowhere"), cwd=tmp_path)
+    r = run_lamina("train", str(tmp_path / "nowhere"), cwd=tmp_path)
     assert r.returncode != 0 and "nowhere" in (r.stderr + r.stdout)
 
 
 def test_show_batch_writes_a_picture(mnist_small: Path, tmp_path: Path) -> None:
-    r = _lamina(
+    r = run_lamina(
         "show-batch", str(mnist_small), "--out", str(tmp_path / "b.png"), "--workers", "0", cwd=tmp_path
     )
     assert r.returncode == 0, r.stderr
@@ -71,7 +61,7 @@ def test_show_batch_writes_a_picture(mnist_small: Path, tmp_path: Path) -> None:
 
 
 def test_datasets_lists_the_registry(tmp_path: Path) -> None:
-    r = _lamina("datasets", cwd=tmp_path)
+    r = run_lamina("datasets", cwd=tmp_path)
     assert r.returncode == 0 and "imagenette" in r.stdout
 
 
@@ -114,7 +104,7 @@ def _square_images(root: Path, n: int = 16) -> None:
 def test_train_segmentation_with_masks(tmp_path: Path) -> None:
     _square_images(tmp_path / "data")
     run = tmp_path / "run"
-    r = _lamina(
+    r = run_lamina(
         "train",
         str(tmp_path / "data" / "images"),
         "--masks",
@@ -139,7 +129,7 @@ def test_train_segmentation_with_masks(tmp_path: Path) -> None:
 def test_train_multilabel_from_csv(tmp_path: Path) -> None:
     _square_images(tmp_path / "data")
     run = tmp_path / "run"
-    r = _lamina(
+    r = run_lamina(
         "train",
         str(tmp_path / "data"),
         "--csv",
@@ -181,7 +171,7 @@ def test_version(capsys: pytest.CaptureFixture[str]) -> None:
 def test_masks_that_do_not_match_the_images_are_named(tmp_path: Path) -> None:
     _square_images(tmp_path / "data")
     (tmp_path / "data" / "masks" / "im3.png").unlink()
-    r = _lamina(
+    r = run_lamina(
         "train", str(tmp_path / "data" / "images"), "--masks", str(tmp_path / "data" / "masks"), cwd=tmp_path
     )
     assert r.returncode != 0 and "im3.png" in r.stderr
@@ -209,7 +199,7 @@ def test_compile_option_adds_the_compile_callback(mnist_small: Path) -> None:
 def test_lr_find_suggests_the_same_rate_on_every_run(mnist_small: Path, tmp_path: Path) -> None:
     """The model is initialised from --seed, so the same command gives the same suggestion."""
     args = ("lr-find", str(mnist_small), "--bs", "16", "--workers", "0")
-    first, second = _lamina(*args, cwd=tmp_path), _lamina(*args, cwd=tmp_path)
+    first, second = run_lamina(*args, cwd=tmp_path), run_lamina(*args, cwd=tmp_path)
     assert first.returncode == 0, first.stderr
     lines = [r.stdout.strip().splitlines()[-1] for r in (first, second)]
     assert lines[0].startswith("valley") and lines[0] == lines[1]

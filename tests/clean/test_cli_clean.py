@@ -3,27 +3,14 @@
 from __future__ import annotations
 
 import csv
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 from _clean_kit import make_digits, tree_digest
 
+from _cli import run_lamina
+
 pytestmark = pytest.mark.slow
-
-
-def _lamina(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, "MPLBACKEND": "Agg"}
-    return subprocess.run(
-        [sys.executable, "-m", "lamina.cli", *args],
-        cwd=cwd,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
 
 
 def test_scan_review_apply_undo(tmp_path: Path, mnist_path: Path) -> None:
@@ -31,7 +18,7 @@ def test_scan_review_apply_undo(tmp_path: Path, mnist_path: Path) -> None:
     root = planted.root
     before = tree_digest(root)
     out = tmp_path / "out"
-    r = _lamina(
+    r = run_lamina(
         "clean", str(root), "--folds", "2", "--epochs", "1", "--size", "28", "--bs", "16", "--workers", "0",
         "--out", str(out), cwd=tmp_path,
     )  # fmt: skip
@@ -49,20 +36,20 @@ def test_scan_review_apply_undo(tmp_path: Path, mnist_path: Path) -> None:
         "item,action,new_label,given_label,root,labels_csv,fn_col,label_col\n"
         f"{planted.broken},delete,,7,{root},,0,1\n{planted.blank},relabel,0,7,{root},,0,1\n"
     )
-    r = _lamina("clean", "apply", str(dec), cwd=tmp_path)
+    r = run_lamina("clean", "apply", str(dec), cwd=tmp_path)
     assert r.returncode == 0, r.stderr
     assert "1 quarantined, 1 relabelled" in r.stdout and "undo with: lamina clean undo" in r.stdout
-    r = _lamina("clean", "apply", str(dec), cwd=tmp_path)
+    r = run_lamina("clean", "apply", str(dec), cwd=tmp_path)
     assert r.returncode == 2 and "applied already" in r.stderr and "help:" in r.stderr
-    r = _lamina("clean", "undo", cwd=tmp_path)  # finds ./decisions.csv
+    r = run_lamina("clean", "undo", cwd=tmp_path)  # finds ./decisions.csv
     assert r.returncode == 0, r.stderr
     assert tree_digest(root) == before
 
 
 def test_usage_errors_say_what_to_type(tmp_path: Path) -> None:
-    r = _lamina("clean", "apply", cwd=tmp_path)
+    r = run_lamina("clean", "apply", cwd=tmp_path)
     assert r.returncode == 2 and "lamina clean apply decisions.csv" in r.stderr
-    r = _lamina("clean", "undo", cwd=tmp_path)
+    r = run_lamina("clean", "undo", cwd=tmp_path)
     assert r.returncode == 2 and "help:" in r.stderr
-    r = _lamina("clean", "apply", str(tmp_path / "missing.csv"), cwd=tmp_path)
+    r = run_lamina("clean", "apply", str(tmp_path / "missing.csv"), cwd=tmp_path)
     assert r.returncode == 2 and "does not exist" in r.stderr

@@ -12,28 +12,19 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
+from _cli import run_lamina
 from lamina.data import samples
 
 pytestmark = pytest.mark.slow
-
-
-def _lamina(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, "MPLBACKEND": "Agg"}
-    return subprocess.run(
-        [sys.executable, "-m", "lamina.cli", *args],
-        cwd=cwd,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
 
 
 def test_train_on_a_csv_then_predict_its_rows(tmp_path: Path) -> None:
     df = pd.read_parquet(samples.adult_sample()).sample(3000, random_state=1)
     df.to_csv(tmp_path / "adult.csv", index=False)
     run = tmp_path / "run"
-    r = _lamina("train", "adult.csv", "--target", "income", "--epochs", "3", "--out", str(run), cwd=tmp_path)
+    r = run_lamina(
+        "train", "adult.csv", "--target", "income", "--epochs", "3", "--out", str(run), cwd=tmp_path
+    )
     assert r.returncode == 0, r.stderr
     assert "categorical (9)" in r.stdout and "continuous (5)" in r.stdout  # the inferred kinds are printed
     for name in ("model.lamina", "metrics.csv", "results.csv", "feature_importance.csv", "summary.json"):
@@ -42,7 +33,7 @@ def test_train_on_a_csv_then_predict_its_rows(tmp_path: Path) -> None:
     assert float(last["accuracy"]) > 0.8
     rows = df.drop(columns="income").iloc[:20]
     rows.to_parquet(tmp_path / "rows.parquet")
-    p = _lamina("predict", str(run / "model.lamina"), "rows.parquet", cwd=tmp_path)
+    p = run_lamina("predict", str(run / "model.lamina"), "rows.parquet", cwd=tmp_path)
     assert p.returncode == 0, p.stderr
     out = list(csv.DictReader(io.StringIO(p.stdout)))
     assert len(out) == 20 and {o["prediction"] for o in out} <= {"<=50K", ">50K"}
@@ -52,7 +43,7 @@ def test_train_on_a_csv_then_predict_its_rows(tmp_path: Path) -> None:
 
 def test_a_missing_target_column_is_one_clear_line(tmp_path: Path) -> None:
     pd.DataFrame({"a": [1.0, 2.0, 3.0], "b": ["x", "y", "x"]}).to_csv(tmp_path / "t.csv", index=False)
-    r = _lamina("train", "t.csv", "--target", "income", "--epochs", "1", cwd=tmp_path)
+    r = run_lamina("train", "t.csv", "--target", "income", "--epochs", "1", cwd=tmp_path)
     assert r.returncode == 2 and "'income'" in r.stderr and "Traceback" not in r.stderr
 
 
