@@ -198,3 +198,10 @@ def test_custom_splits_with_the_data_block_splitters(toy: pd.DataFrame) -> None:
     dls = TabularDataLoaders.from_df(toy.drop(columns="is_valid"), y_names="y", splitter=strat, bs=16)
     share = float(dls.valid.dataset.ys.float().mean())  # type: ignore[attr-defined]
     assert abs(share - (toy["y"] == "yes").mean()) < 0.02  # the classes keep their proportions
+
+
+def test_a_table_file_over_the_size_bound_is_refused_before_reading(toy: pd.DataFrame, tmp_path) -> None:
+    toy.to_csv(tmp_path / "t.csv", index=False)
+    with pytest.raises(ValueError, match="over max_bytes=1000"):
+        TabularDataLoaders.from_csv(tmp_path / "t.csv", y_names="y", max_bytes=1000)
+    assert len(TabularDataLoaders.from_csv(tmp_path / "t.csv", y_names="y", seed=0).train.dataset) == 480

@@ -49,11 +49,21 @@ def as_pandas(data: Any, who: str = "tabular") -> pd.DataFrame:
     )
 
 
-def read_table(path: str | Path) -> pd.DataFrame:
-    """A CSV or parquet file as a DataFrame (by its suffix)."""
+# a file larger than this is refused before it is read (the whole table is loaded into memory)
+MAX_TABLE_BYTES = 4 * 2**30
+
+
+def read_table(path: str | Path, max_bytes: int = MAX_TABLE_BYTES) -> pd.DataFrame:
+    """A CSV or parquet file as a DataFrame (by its suffix); refused above `max_bytes`, before reading."""
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"tabular: {str(path)!r} does not exist.\nhelp: check the path")
+    size = path.stat().st_size
+    if size > max_bytes:
+        raise ValueError(
+            f"tabular: {str(path)!r} is {size} bytes, over max_bytes={max_bytes}; the whole table would be "
+            "loaded into memory.\nhelp: pass a larger max_bytes if the machine has the memory"
+        )
     if path.suffix.lower() in (".parquet", ".pq"):
         return pd.read_parquet(path)
     if path.suffix.lower() in (".csv", ".txt", ".tsv"):

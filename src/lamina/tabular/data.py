@@ -42,7 +42,7 @@ from lamina.data import (
     MSELossFlat,
 )
 from lamina.data.blocks import TensorRegression
-from lamina.tabular.columns import ColumnPlan, as_pandas, plan_columns, read_table
+from lamina.tabular.columns import MAX_TABLE_BYTES, ColumnPlan, as_pandas, plan_columns, read_table
 from lamina.tabular.procs import (
     Categorify,
     Columns,
@@ -398,10 +398,11 @@ class TabularDataLoaders(DataLoaders):
         seed: int | None = None,
         bs: int = 256,
         device: torch.device | str | None = None,
+        max_bytes: int = MAX_TABLE_BYTES,
     ) -> TabularDataLoaders:
-        """Loaders from a CSV or parquet file (by its suffix); see `from_df`."""
+        """Loaders from a CSV or parquet file (by its suffix; refused above `max_bytes`); see `from_df`."""
         return cls.from_df(
-            read_table(path),
+            read_table(path, max_bytes=max_bytes),
             y_names,
             cat_names=cat_names,
             cont_names=cont_names,
