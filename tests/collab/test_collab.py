@@ -82,19 +82,27 @@ def test_recommend_matches_a_brute_force_ranking(trained: CollabLearner) -> None
 
 
 def test_unknown_users_and_items_predict_the_item_and_global_mean(trained: CollabLearner) -> None:
-    m = trained.model
+    dot, ae = trained.model.members  # type: ignore[union-attr, misc]
     new_user, new_item = trained.predict({"user": 10**9, "item": 100})[0], trained.predict((1, "nope"))[0]
     both = trained.predict((10**9, "nope"))[0]
     lo, hi = trained.meta.y_range
     j = trained.meta.item_index(100)
     u = trained.meta.user_index(1)
+
+    def squash(r: torch.Tensor) -> float:  # the dot model's sigmoid into y_range
+        return float(torch.sigmoid(r) * (hi - lo) + lo)
+
     with torch.no_grad():
-        want_item = torch.sigmoid(m.bias + m.i_bias.weight[j, 0]) * (hi - lo) + lo  # type: ignore[operator]
-        want_user = torch.sigmoid(m.bias + m.u_bias.weight[u, 0]) * (hi - lo) + lo  # type: ignore[operator]
-        want_global = torch.sigmoid(m.bias) * (hi - lo) + lo  # type: ignore[operator]
-    assert new_user == pytest.approx(float(want_item), abs=1e-5)
-    assert new_item == pytest.approx(float(want_user), abs=1e-5)
-    assert both == pytest.approx(float(want_global), abs=1e-5)
+        # the dot product's reserved rows are zero: its bias terms alone; the autoencoder's unknown user is
+        # zero too (its item's bias), and an unknown item has no raters: the code of an empty bag
+        empty = torch.sigmoid(ae.code_bias)
+        want_item = (squash(dot.bias + dot.i_bias.weight[j, 0]) + float(ae.bias + ae.i_bias.weight[j, 0])) / 2
+        user_ae = float(ae.u_weight.weight[u] @ empty + ae.u_bias.weight[u, 0] + ae.bias)
+        want_user = (squash(dot.bias + dot.u_bias.weight[u, 0]) + user_ae) / 2
+        want_global = (squash(dot.bias) + float(ae.bias)) / 2
+    assert new_user == pytest.approx(want_item, abs=1e-5)
+    assert new_item == pytest.approx(want_user, abs=1e-5)
+    assert both == pytest.approx(want_global, abs=1e-5)
     assert abs(both - trained.meta.rating_mean) < 0.5
     cold = trained.recommend("someone new", k=3)  # the best-liked items, no KeyError
     assert len(cold) == 3
@@ -184,10 +192,12 @@ def test_titles_are_for_display_and_never_merge_items() -> None:
 
 def test_embedding_sizes_are_honoured_in_both_models() -> None:
     dls = CollabDataLoaders.from_df(_ratings(n=800), seed=0, device="cpu")
-    nn_learn = collab_learner(dls, use_nn=True, emb_szs={"user": 7, "item": 5}, layers=[16, 8])
+    nn_learn = collab_learner(dls, use_nn=True, emb_szs={"user": 7, "item": 5}, layers=[16, 8], autorec=None)
     assert nn_learn.model.u_weight.weight.shape[1] == 7 and nn_learn.model.i_weight.weight.shape[1] == 5  # type: ignore[union-attr]
-    dot = collab_learner(dls, emb_szs=(6, 6))
+    dot = collab_learner(dls, emb_szs=(6, 6), autorec=None)
     assert dot.model.u_weight.weight.shape[1] == 6  # type: ignore[union-attr]
+    in_ensemble = collab_learner(dls, use_nn=True, emb_szs={"user": 7, "item": 5}, layers=[16, 8])
+    assert in_ensemble.model.members[0].u_weight.weight.shape[1] == 7  # type: ignore[union-attr, index]
     with pytest.raises(ValueError, match="same number for both"):
         collab_learner(dls, emb_szs=(6, 4))
     with pytest.raises(KeyError, match="emb_szs names"):

@@ -1,5 +1,6 @@
-"""Collaborative filtering: ratings in, recommendations out (dot-product or MLP models over embeddings)."""
+"""Collaborative filtering: ratings in, recommendations out (a dot product and an item autoencoder)."""
 
+from lamina.collab.autorec import ItemAutoRec, item_autorec
 from lamina.collab.block import UserItemBlock, UserItemize, collab_meta
 from lamina.collab.data import (
     UNKNOWN,
@@ -10,6 +11,7 @@ from lamina.collab.data import (
     TensorUserItem,
     UserItem,
 )
+from lamina.collab.ensemble import CollabEnsemble, MembersMSE, collab_ensemble
 from lamina.collab.learner import DEFAULT_WD, CollabLearner, collab_learner, load_collab_learner
 from lamina.collab.metrics import NDCGAtK, RecallAtK, ndcg_at_k, recall_at_k
 from lamina.collab.models import EmbeddingDotBias, EmbeddingNN, emb_sz_rule, embedding_dot_bias, embedding_nn
@@ -20,22 +22,27 @@ __all__ = [
     "UNKNOWN",
     "CollabDataLoaders",
     "CollabDecode",
+    "CollabEnsemble",
     "CollabLearner",
     "CollabMeta",
     "CollabRatings",
     "EmbeddingDotBias",
     "EmbeddingNN",
+    "ItemAutoRec",
+    "MembersMSE",
     "NDCGAtK",
     "RecallAtK",
     "TensorUserItem",
     "UserItem",
     "UserItemBlock",
     "UserItemize",
+    "collab_ensemble",
     "collab_learner",
     "collab_meta",
     "emb_sz_rule",
     "embedding_dot_bias",
     "embedding_nn",
+    "item_autorec",
     "item_scores",
     "load_collab_learner",
     "ndcg_at_k",

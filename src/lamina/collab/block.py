@@ -16,10 +16,12 @@ from collections.abc import Sequence
 from typing import Any
 
 import torch
+from torch import Tensor
 
 from lamina.collab.data import (
     CollabDataLoaders,
     CollabMeta,
+    CollabRatings,
     TensorUserItem,
     UserItem,
     as_key,
@@ -29,7 +31,7 @@ from lamina.collab.data import (
 from lamina.core import ItemTransform, register_transform
 from lamina.data import DataLoaders, TransformBlock
 
-__all__ = ["UserItemBlock", "UserItemize", "collab_meta", "fill_rating_stats"]
+__all__ = ["UserItemBlock", "UserItemize", "collab_meta", "fill_rating_stats", "training_ratings"]
 
 
 @register_transform("collab.UserItemize")
@@ -119,12 +121,24 @@ def collab_meta(dls: DataLoaders) -> CollabMeta:
     )
 
 
+def training_ratings(dls: DataLoaders) -> tuple[Tensor, Tensor]:
+    """Every training rating: `x` (N, 2) user and item indices and `y` (N,) (one pass for DataBlock data)."""
+    if isinstance(dls, CollabDataLoaders):
+        ds = dls.train.dataset
+        assert isinstance(ds, CollabRatings) and ds.y is not None
+        return ds.x, ds.y
+    xs, ys = [], []
+    for b in dls.train.new(shuffle=False, drop_last=False):
+        xs.append(b[0].reshape(-1, 2).long().cpu())
+        ys.append(b[dls.n_inp].float().flatten().cpu())
+    if not ys:
+        raise ValueError("collab_learner: the training set is empty.\nhelp: check get_items and the splitter")
+    return torch.cat(xs).as_subclass(Tensor), torch.cat(ys).as_subclass(Tensor)
+
+
 def fill_rating_stats(dls: DataLoaders, meta: CollabMeta) -> None:
     """Set `meta`'s y_range and mean rating from one pass over the training targets (DataBlock data)."""
     if isinstance(dls, CollabDataLoaders):
         return
-    ys = [b[dls.n_inp].float().flatten() for b in dls.train.new(shuffle=False, drop_last=False)]
-    if not ys:
-        raise ValueError("collab_learner: the training set is empty.\nhelp: check get_items and the splitter")
-    r = torch.cat(ys).cpu()
+    r = training_ratings(dls)[1]
     meta.y_range, meta.rating_mean = infer_y_range(r), float(r.mean())

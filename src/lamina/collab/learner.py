@@ -14,8 +14,10 @@ from typing import TYPE_CHECKING, Any
 import torch
 from torch import nn
 
-from lamina.collab.block import collab_meta, fill_rating_stats
+from lamina.collab.autorec import ItemAutoRec
+from lamina.collab.block import collab_meta, fill_rating_stats, training_ratings
 from lamina.collab.data import CollabDataLoaders, CollabMeta
+from lamina.collab.ensemble import MembersMSE, collab_ensemble
 from lamina.collab.models import emb_sz_rule, embedding_dot_bias, embedding_nn
 from lamina.collab.recommend import plot_item_factors, recommend, similar_items
 from lamina.data import DataLoaders
@@ -91,6 +93,7 @@ def collab_learner(
     dls: CollabDataLoaders | DataLoaders,
     n_factors: int = 50,
     use_nn: bool = False,
+    autorec: int | None = 200,
     emb_szs: dict[str, int] | Sequence[int] | None = None,
     layers: Sequence[int] | None = None,
     ps: Sequence[float] | None = None,
@@ -103,7 +106,11 @@ def collab_learner(
     opt_func: OptFactory = adamw,
     path: str | Path = ".",
 ) -> CollabLearner:
-    """A CollabLearner with an `EmbeddingDotBias` (default) or, with `use_nn`, an `EmbeddingNN`.
+    """A CollabLearner with an `EmbeddingDotBias` (or, with `use_nn`, an `EmbeddingNN`) averaged with an
+    `ItemAutoRec` of `autorec` hidden units, each trained on its own error; `autorec=None`: the first alone.
+
+    The mean is the default because it is measurably better (MovieLens 100k RMSE 0.893 against 0.907 for
+    the dot product alone; README "Collaborative filtering").
 
     Embedding widths: `emb_szs` ({column: width} or (user, item)) in both models; the dot product needs
     one width for both, `n_factors` by default. The NN defaults to fastai's size rule and `layers=[100]`.
@@ -117,33 +124,32 @@ def collab_learner(
     fill_rating_stats(dls, m)  # DataBlock data: the ratings' range and mean, from one pass
     yr = list(y_range if y_range is not None else m.y_range)
     _check_y_range(dls, yr)
+    name, kwargs = _base_recipe(m, use_nn, n_factors, emb_szs, layers, ps, yr)
     model: nn.Module
-    if use_nn:
-        user_sz, item_sz = _sizes(m, emb_szs, None)
-        widths = list(layers) if layers is not None else [100]
-        model = embedding_nn(
-            m.n_users,
-            m.n_items,
-            user_sz,
-            item_sz,
-            layers=widths,
-            ps=list(ps) if ps is not None else None,
-            y_range=yr,
-            mean=m.rating_mean,
-        )
+    if autorec is None:
+        model = (embedding_nn if use_nn else embedding_dot_bias)(**kwargs)
     else:
-        if layers is not None or ps is not None:
+        if loss_func is not None:
             raise ValueError(
-                "collab_learner: layers= and ps= describe the MLP of use_nn=True; the dot-product model has "
-                "none.\nhelp: pass use_nn=True, or drop layers/ps"
+                "collab_learner: with autorec (the default ensemble) the model returns one prediction per "
+                "member while training, which a custom loss_func does not expect.\n"
+                "help: pass autorec=None to train one model with your loss"
             )
-        user_sz, item_sz = _sizes(m, emb_szs, n_factors)
-        if user_sz != item_sz:
-            raise ValueError(
-                f"collab_learner: emb_szs gives users {user_sz} and items {item_sz} factors; a dot product "
-                "needs the same number for both.\nhelp: give one width (n_factors=...), or use_nn=True"
-            )
-        model = embedding_dot_bias(m.n_users, m.n_items, n_factors=user_sz, y_range=yr, mean=m.rating_mean)
+        x, y = training_ratings(dls)
+        ae: dict[str, Any] = {
+            "n_users": m.n_users,
+            "n_items": m.n_items,
+            "n_ratings": len(x),
+            "hidden": autorec,
+        }
+        ae |= {"y_range": yr, "mean": m.rating_mean}
+        model = collab_ensemble(
+            [{"model": name, "kwargs": kwargs}, {"model": "collab.item_autorec", "kwargs": ae}]
+        )
+        member = model.members[1]
+        assert isinstance(member, ItemAutoRec)
+        member.set_ratings(x, y)
+        loss_func = MembersMSE()
     return CollabLearner(
         dls,
         model,
@@ -155,6 +161,37 @@ def collab_learner(
         cbs=cbs,
         path=path,
     )
+
+
+def _base_recipe(
+    m: CollabMeta,
+    use_nn: bool,
+    n_factors: int,
+    emb_szs: dict[str, int] | Sequence[int] | None,
+    layers: Sequence[int] | None,
+    ps: Sequence[float] | None,
+    yr: list[float],
+) -> tuple[str, dict[str, Any]]:
+    """The registered name and JSON kwargs of the dot-product or MLP model collab_learner was asked for."""
+    if use_nn:
+        user_sz, item_sz = _sizes(m, emb_szs, None)
+        kwargs: dict[str, Any] = {"n_users": m.n_users, "n_items": m.n_items, "user_sz": user_sz}
+        kwargs |= {"item_sz": item_sz, "layers": list(layers) if layers is not None else [100]}
+        kwargs |= {"ps": list(ps) if ps is not None else None, "y_range": yr, "mean": m.rating_mean}
+        return "collab.embedding_nn", kwargs
+    if layers is not None or ps is not None:
+        raise ValueError(
+            "collab_learner: layers= and ps= describe the MLP of use_nn=True; the dot-product model has "
+            "none.\nhelp: pass use_nn=True, or drop layers/ps"
+        )
+    user_sz, item_sz = _sizes(m, emb_szs, n_factors)
+    if user_sz != item_sz:
+        raise ValueError(
+            f"collab_learner: emb_szs gives users {user_sz} and items {item_sz} factors; a dot product "
+            "needs the same number for both.\nhelp: give one width (n_factors=...), or use_nn=True"
+        )
+    kwargs = {"n_users": m.n_users, "n_items": m.n_items, "n_factors": user_sz}
+    return "collab.embedding_dot_bias", kwargs | {"y_range": yr, "mean": m.rating_mean}
 
 
 def _check_y_range(dls: DataLoaders, yr: list[float]) -> None:
@@ -186,11 +223,16 @@ def load_collab_learner(path: str | Path, cpu: bool = True) -> CollabLearner:
 
 def _check_sizes(model: nn.Module, meta: CollabMeta, where: str) -> None:
     """The vocabularies must have one entry per embedding row (a file edited by hand may not)."""
-    for what, emb, n in (("users", "u_weight", meta.n_users), ("items", "i_weight", meta.n_items)):
-        table = getattr(model, emb, None)
-        rows = getattr(table, "num_embeddings", n)
-        if rows != n:
-            raise ValueError(
-                f"load_collab_learner: {where!r} has {n} {what} in its vocabulary but the model has {rows} "
-                f"embedding rows for them.\nhelp: the file was modified; export the learner again"
-            )
+    for part in model.modules():
+        for what, emb, n in (
+            ("users", "u_weight", meta.n_users),
+            ("items", "i_weight", meta.n_items),
+            ("items", "i_bias", meta.n_items),
+        ):
+            table = getattr(part, emb, None)
+            rows = getattr(table, "num_embeddings", n)
+            if rows != n:
+                raise ValueError(
+                    f"load_collab_learner: {where!r} has {n} {what} in its vocabulary but the model has "
+                    f"{rows} embedding rows for them.\nhelp: the file was modified; export the learner again"
+                )

@@ -25,6 +25,8 @@ __all__ = [
     "MAX_EMBEDDINGS",
     "EmbeddingDotBias",
     "EmbeddingNN",
+    "check_n",
+    "check_y_range",
     "emb_sz_rule",
     "embedding_dot_bias",
     "embedding_nn",
@@ -159,12 +161,14 @@ class EmbeddingNN(nn.Module):
         return None
 
 
-def _check_n(v: Any, name: str, hi: int) -> None:
+def check_n(v: Any, name: str, hi: int) -> None:
+    """Refuse a recipe value that is not an integer in [1, hi] (sizes an export asks to allocate)."""
     if type(v) is not int or not 1 <= v <= hi:
         raise ValueError(f"{name} must be an integer in [1, {hi}], got {str(v)[:50]}")
 
 
-def _check_y_range(y_range: Any) -> tuple[float, float] | None:
+def check_y_range(y_range: Any) -> tuple[float, float] | None:
+    """A recipe's y_range as (lo, hi) floats with lo < hi, or None."""
     if y_range is None:
         return None
     if (
@@ -178,10 +182,10 @@ def _check_y_range(y_range: Any) -> tuple[float, float] | None:
 
 
 def _check_dot(kwargs: Mapping[str, Any], shapes: Mapping[str, tuple[int, ...]]) -> None:
-    _check_n(kwargs.get("n_users"), "n_users", MAX_EMBEDDINGS)
-    _check_n(kwargs.get("n_items"), "n_items", MAX_EMBEDDINGS)
-    _check_n(kwargs.get("n_factors", 50), "n_factors", _MAX_WIDTH)
-    _check_y_range(kwargs.get("y_range"))
+    check_n(kwargs.get("n_users"), "n_users", MAX_EMBEDDINGS)
+    check_n(kwargs.get("n_items"), "n_items", MAX_EMBEDDINGS)
+    check_n(kwargs.get("n_factors", 50), "n_factors", _MAX_WIDTH)
+    check_y_range(kwargs.get("y_range"))
     want = (kwargs["n_users"], kwargs.get("n_factors", 50))
     if shapes and shapes.get("u_weight.weight") != want:
         raise ValueError(
@@ -190,22 +194,22 @@ def _check_dot(kwargs: Mapping[str, Any], shapes: Mapping[str, tuple[int, ...]])
 
 
 def _check_nn(kwargs: Mapping[str, Any], shapes: Mapping[str, tuple[int, ...]]) -> None:
-    _check_n(kwargs.get("n_users"), "n_users", MAX_EMBEDDINGS)
-    _check_n(kwargs.get("n_items"), "n_items", MAX_EMBEDDINGS)
+    check_n(kwargs.get("n_users"), "n_users", MAX_EMBEDDINGS)
+    check_n(kwargs.get("n_items"), "n_items", MAX_EMBEDDINGS)
     for k in ("user_sz", "item_sz"):
-        _check_n(kwargs.get(k), k, _MAX_WIDTH)
+        check_n(kwargs.get(k), k, _MAX_WIDTH)
     layers, ps = kwargs.get("layers", [100]), kwargs.get("ps")
     if not isinstance(layers, list | tuple) or len(layers) > 16:
         raise ValueError(f"layers must be a list of at most 16 widths, got {str(layers)[:80]}")
     for w in layers:
-        _check_n(w, "a layer width", _MAX_WIDTH)
+        check_n(w, "a layer width", _MAX_WIDTH)
     if ps is not None and (
         not isinstance(ps, list | tuple)
         or len(ps) != len(layers)
         or not all(isinstance(p, int | float) and 0 <= p < 1 for p in ps)
     ):
         raise ValueError(f"ps must hold one dropout in [0, 1) per layer, got {str(ps)[:80]}")
-    _check_y_range(kwargs.get("y_range"))
+    check_y_range(kwargs.get("y_range"))
     p = kwargs.get("unknown_p", 0.02)
     if not isinstance(p, int | float) or not 0 <= p < 1:
         raise ValueError(f"unknown_p must be in [0, 1), got {str(p)[:50]}")
@@ -225,7 +229,7 @@ def embedding_dot_bias(
     mean: float = 0.0,
 ) -> EmbeddingDotBias:
     """An `EmbeddingDotBias` from JSON arguments (the recipe an export keeps)."""
-    return EmbeddingDotBias(n_users, n_items, n_factors, _check_y_range(y_range), float(mean))
+    return EmbeddingDotBias(n_users, n_items, n_factors, check_y_range(y_range), float(mean))
 
 
 @register_model("collab.embedding_nn", check=_check_nn)
@@ -250,7 +254,7 @@ def embedding_nn(
         item_sz,
         layers,
         drop,
-        _check_y_range(y_range),
+        check_y_range(y_range),
         float(mean),
         float(unknown_p),
     )
