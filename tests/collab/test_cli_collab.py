@@ -12,7 +12,7 @@ import pandas as pd
 import pytest
 
 from lamina.cli import main
-from lamina.collab import load_collab_learner
+from lamina.collab import CollabEnsemble, EmbeddingDotBias, load_collab_learner
 
 
 def _csv(path: Path) -> Path:
@@ -39,6 +39,15 @@ def test_train_then_recommend(tmp_path: Path, capsys: pytest.CaptureFixture[str]
     seen = {meta.items[i] for i in meta.seen[meta.user_index(3)]}  # type: ignore[index]
     assert len(seen) > 10
     assert not {r["film"] for r in recs if r["uid"] == "3"} & seen  # films rated in training are left out
+
+
+def test_autorec_0_trains_the_dot_product_alone(tmp_path: Path) -> None:
+    csv = _csv(tmp_path / "ratings.csv")
+    argv = ["train", str(csv), "--user", "uid", "--item", "film", "--rating", "stars", "--epochs", "1"]
+    for flag, want in ((["--autorec", "0"], EmbeddingDotBias), ([], CollabEnsemble)):
+        out = tmp_path / f"run{len(flag)}"
+        assert main([*argv, *flag, "--out", str(out)]) == 0
+        assert type(load_collab_learner(out / "model.lamina").model) is want
 
 
 def test_train_refuses_a_missing_column(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

@@ -32,6 +32,12 @@ def add_train_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--title", default=None, help="ratings CSV: an item title column, for display only")
     p.add_argument("--n-factors", type=int, default=50, help="recommender: factors per user and item")
     p.add_argument("--use-nn", action="store_true", help="recommender: an MLP over the embeddings")
+    p.add_argument(
+        "--autorec",
+        type=int,
+        default=200,
+        help="recommender: hidden units of the item autoencoder averaged in (0: none; default 200)",
+    )
 
 
 def add_recommend_parser(sub: Any) -> None:
@@ -73,7 +79,10 @@ def cmd_train(args: argparse.Namespace) -> int:
     metrics: list[Any] = [rmse]
     if len(dls.valid.dataset):
         metrics += [RecallAtK(dls), NDCGAtK(dls)]
-    learn = collab_learner(dls, n_factors=args.n_factors, use_nn=args.use_nn, metrics=metrics)
+    autorec = args.autorec if args.autorec > 0 else None
+    learn = collab_learner(
+        dls, n_factors=args.n_factors, use_nn=args.use_nn, autorec=autorec, metrics=metrics
+    )
     if args.lr == "auto":
         lr = float(learn.lr_find().valley)
         print(f"lr_find suggests {lr:.2e}")
