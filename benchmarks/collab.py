@@ -1,10 +1,12 @@
 """Collab suite: MovieLens 100k, random 20% validation (seed 42), side by side in one run.
 
-- `plain`: the same `EmbeddingDotBias` (same initial weights) trained by a plain loop: contiguous index
-  tensors, `randperm` batches of 64, torch's AdamW (lamina's betas 0.9/0.99, eps 1e-5, the same weight
-  decay) and `OneCycleLR` set to lamina's 1cycle; validation RMSE after every epoch.
+- `plain`: the same model (collab_learner's default: the dot product and the item autoencoder, same initial
+  weights, each member on its own squared error) trained by a plain loop: contiguous index tensors,
+  `randperm` batches of 64, torch's AdamW (lamina's betas 0.9/0.99, eps 1e-5, the same weight decay) and
+  `OneCycleLR` set to lamina's 1cycle; validation RMSE after every epoch.
 - `lamina`: the four-line path: `CollabDataLoaders.from_df(..., seed=42)`, `collab_learner(dls)`,
   `fit_one_cycle(5, 5e-3)` with the default callbacks and metric (rmse).
+- `lamina-dot`: the same with `autorec=None`: the dot product alone (fastai's model), for its RMSE.
 - `surprise-svd`: scikit-surprise's SVD with its defaults on the same split, where it is installed.
 
 Figures: seconds per epoch (train + validation; the ratio to `plain` is the loop's overhead), the final
@@ -77,6 +79,11 @@ def _model(dls: Any) -> Any:
     return collab_learner(dls).model
 
 
+def _members_mse(pred: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    """Each member's squared error, averaged (what MembersMSE computes), written out for the plain loop."""
+    return ((pred - y[:, None]) ** 2).mean() if pred.ndim == 2 else F.mse_loss(pred, y)
+
+
 def plain_run(dls: Any, cfg: CollabConfig) -> Sample:
     from lamina.collab import DEFAULT_WD
 
@@ -105,7 +112,7 @@ def plain_run(dls: Any, cfg: CollabConfig) -> Sample:
         perm = torch.randperm(len(tr), generator=g)
         for b in range(n_batches):
             idx = perm[b * cfg.bs : (b + 1) * cfg.bs]
-            loss = F.mse_loss(model(tr.x[idx]), tr.y[idx])
+            loss = _members_mse(model(tr.x[idx]), tr.y[idx])
             loss.backward()
             opt.step()
             opt.zero_grad(set_to_none=True)
@@ -121,11 +128,11 @@ def plain_run(dls: Any, cfg: CollabConfig) -> Sample:
     return Sample(elapsed / cfg.epochs, {"rmse": rmse})
 
 
-def lamina_run(dls: Any, cfg: CollabConfig) -> Sample:
+def lamina_run(dls: Any, cfg: CollabConfig, autorec: int | None = 200) -> Sample:
     from lamina.collab import collab_learner
 
     torch.manual_seed(0)
-    learn = collab_learner(dls)
+    learn = collab_learner(dls, autorec=autorec)
     t0 = seconds()
     with quiet():
         learn.fit_one_cycle(cfg.epochs, cfg.lr)
@@ -180,13 +187,14 @@ def run_suite(opts: Options) -> SuiteResult:
             "epochs": cfg.epochs,
             "bs": cfg.bs,
             "lr": cfg.lr,
-            "model": "EmbeddingDotBias(n_factors=50, y_range=(0, 5.5))",
+            "model": "EmbeddingDotBias(n_factors=50) + ItemAutoRec(hidden=200), y_range=(0, 5.5)",
             "threads": torch.get_num_threads(),
         },
     )
     contenders = [
         Contender("plain", partial(plain_run, dls, cfg)),
         Contender("lamina", partial(lamina_run, dls, cfg)),
+        Contender("lamina-dot", partial(lamina_run, dls, cfg, None)),
     ]
     if optional_import("surprise") is not None:
         contenders.append(Contender("surprise-svd", partial(surprise_run, dls, cfg), optional=True))
