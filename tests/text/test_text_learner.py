@@ -10,6 +10,7 @@ from typing import Any
 
 import pandas as pd
 import pytest
+import safetensors.torch
 import torch
 from _text_kit import tiny_bert, tiny_gpt2, word_tokenizer
 
@@ -210,3 +211,55 @@ def test_shipped_minilm_learner(reviews: pd.DataFrame) -> None:
     with torch.no_grad():
         out = learn.model.eval()(dls.one_batch()[0])
     assert out.shape == (8, 2) and torch.isfinite(out).all()
+
+
+@pytest.mark.parametrize("causal", [False, True])
+def test_language_model_exports_with_tied_weights(
+    reviews: pd.DataFrame, tokenizer: Any, tmp_path: Path, causal: bool
+) -> None:
+    """Tied input and output embeddings are stored once, and tied again by the rebuilt model on load."""
+    if causal:
+        tok = word_tokenizer(special=("[PAD]", "[UNK]"), bert=False)
+        dls = TextDataLoaders.from_df(reviews[:64], "text", is_lm=True, tokenizer=tok, seed=0, bs=8)
+        lm = language_model_learner(dls, tiny_gpt2())
+    else:
+        dls = TextDataLoaders.from_df(reviews[:64], "text", is_lm=True, tokenizer=tokenizer, seed=0, bs=8)
+        lm = language_model_learner(dls, tiny_bert())
+    lm.fit(1, 1e-3)
+    path = lm.export(tmp_path / "lm.lamina")
+    with zipfile.ZipFile(path) as z:
+        names = set(safetensors.torch.load(z.read("weights.safetensors")))
+    assert len(names) < len(lm.model.state_dict())  # the tied matrix is written once
+    loaded = load_learner(path)
+    x = dls.one_batch()[0]
+    with torch.no_grad():
+        assert torch.equal(lm.model.eval()(x), loaded.model.eval()(x))
+    hf = loaded.model.model  # the transformers model inside TextLM
+    out_emb, in_emb = hf.get_output_embeddings().weight, hf.get_input_embeddings().weight
+    assert out_emb.data_ptr() == in_emb.data_ptr()  # still one tensor: training one trains both
+
+
+def test_tampered_tied_names_are_refused(reviews: pd.DataFrame, tokenizer: Any, tmp_path: Path) -> None:
+    dls = TextDataLoaders.from_df(reviews[:32], "text", is_lm=True, tokenizer=tokenizer, seed=0, bs=8)
+    path = language_model_learner(dls, tiny_bert()).export(tmp_path / "lm.lamina")
+    with zipfile.ZipFile(path) as z:
+        doc, weights = json.loads(z.read("learner.json")), z.read("weights.safetensors")
+    alias, source = sorted(doc["tied"].items())[0]
+    for change in ({alias: "no.such.tensor"}, {source: source}, {alias: [source]}):
+        bad_tied = doc["tied"] | change
+        bad = tmp_path / "bad.lamina"
+        with zipfile.ZipFile(bad, "w") as z:
+            z.writestr("learner.json", json.dumps(doc | {"tied": bad_tied}))
+            z.writestr("weights.safetensors", weights)
+        with pytest.raises(ExportError, match="tied names"):
+            load_learner(bad)
+    with zipfile.ZipFile(bad, "w") as z:
+        z.writestr("learner.json", json.dumps(doc | {"tied": [alias]}))
+        z.writestr("weights.safetensors", weights)
+    with pytest.raises(ExportError, match="tied names"):
+        load_learner(bad)
+    with zipfile.ZipFile(bad, "w") as z:  # an alias dropped: the model misses that tensor
+        z.writestr("learner.json", json.dumps({k: v for k, v in doc.items() if k != "tied"}))
+        z.writestr("weights.safetensors", weights)
+    with pytest.raises(ExportError, match="missing"):
+        load_learner(bad)

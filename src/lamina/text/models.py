@@ -264,6 +264,14 @@ class TextLM(nn.Module):
         return f"causal={self.causal}"
 
 
+def _check_lm(kwargs: Mapping[str, Any], shapes: Mapping[str, tuple[int, ...]]) -> None:
+    """A `text.lm` recipe, before anything is built (the weights' shapes are compared after a meta build)."""
+    check_config(kwargs.get("config"))
+    if not isinstance(kwargs.get("causal"), bool):
+        raise ValueError(f"causal={kwargs.get('causal')!r} is not a bool")
+
+
+@register_model("text.lm", check=_check_lm)
 def create_text_lm(config: dict[str, Any], causal: bool) -> TextLM:
     """A `TextLM` (randomly initialised) for a transformers config given as a plain dict."""
     from transformers import MODEL_FOR_CAUSAL_LM_MAPPING, MODEL_FOR_MASKED_LM_MAPPING

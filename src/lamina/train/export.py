@@ -254,6 +254,9 @@ def export_learner(learn: Learner, path: str | Path) -> Path:
         )
     _check_rebuild(model, recipe["model"]["name"], recipe["model"]["kwargs"], state)
     _check_outputs(model, learn.dls.vocab, "export")
+    state, tied = _untie(model.state_dict(), state)
+    if tied:
+        recipe["tied"] = tied
     weights = save_safetensors(state)
     recipe["weights_sha256"] = hashlib.sha256(weights).hexdigest()
     doc = json.dumps(recipe, indent=1, sort_keys=True).encode()
@@ -265,6 +268,47 @@ def export_learner(learn: Learner, path: str | Path) -> Path:
 
     atomic_write_bytes(path, write)
     return path
+
+
+def _untie(
+    raw: Mapping[str, torch.Tensor], state: dict[str, torch.Tensor]
+) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
+    """Store a tensor the model holds under several names (tied embeddings) once: the other names become
+    `{alias: name}`, and the rebuilt model, which ties them itself, gets the one tensor under each name.
+    Other tensors that share memory (views of one buffer) are copied, as safetensors stores no overlaps."""
+    first: dict[tuple[Any, ...], str] = {}
+    tied: dict[str, str] = {}
+    for k in sorted(raw):
+        v = raw[k]
+        key = (v.device, v.data_ptr(), v.storage_offset(), tuple(v.shape), tuple(v.stride()), v.dtype)
+        if v.numel() and key in first:
+            tied[k] = first[key]
+        else:
+            first.setdefault(key, k)
+    kept = {k: v for k, v in state.items() if k not in tied}
+    seen: set[int] = set()
+    for k, v in kept.items():
+        ptr = v.untyped_storage().data_ptr()
+        if v.numel() and ptr in seen:
+            kept[k] = v.clone()
+        seen.add(ptr)
+    return kept, tied
+
+
+def _tied_entry(entry: Any, header: Mapping[str, TensorSpec], where: str) -> dict[str, str]:
+    """The recipe's `tied` names: each alias absent from the weights, each source present in them."""
+    if entry is None:
+        return {}
+    ok = isinstance(entry, dict) and all(
+        len(a) <= MAX_NAME_LEN and a not in header and isinstance(b, str) and b in header
+        for a, b in entry.items()  # JSON keys are strings
+    )
+    if not ok:
+        raise ExportError(
+            f"{where}: learner.json's tied names do not fit the weights ({str(entry)[:200]}).\n"
+            f"help: {_NOT_OURS}"
+        )
+    return dict(entry)
 
 
 def _check_rebuild(
@@ -554,6 +598,8 @@ def load_learner(path: str | Path, cpu: bool = True) -> Learner:
     header = read_header(
         weights, where, "lamina only reads safetensors weights, never pickles; export the learner again"
     )
+    tied = _tied_entry(recipe.get("tied"), header, where)
+    header = {**header, **{alias: header[source] for alias, source in tied.items()}}
 
     # every name is known and the weights' shapes are read: now build, the model only within their size
     pipelines = [[_build_tfm(c, cfg, f"element {k}") for c, cfg in p] for k, p in enumerate(pipeline_specs)]
@@ -574,6 +620,7 @@ def load_learner(path: str | Path, cpu: bool = True) -> Learner:
             f"{where}: weights.safetensors is unreadable: {e}\n"
             "help: lamina only reads safetensors weights, never pickles; export the learner again"
         ) from e
+    state |= {alias: state[source] for alias, source in tied.items()}
     _check_state(_specs(model.state_dict()), _specs(state), where)
     model.load_state_dict(state)
     if model_recipe(model) is None:  # so that the loaded learner can be exported again
