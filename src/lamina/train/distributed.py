@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import gc
 import os
+from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 import torch
@@ -222,9 +223,10 @@ class DistributedRun:
         out = out.detach().to(self.device).clone()
         return reduce(out, reduction="sum") if self.world > 1 else out
 
-    def all_gather(self, t: Tensor) -> list[Tensor]:
+    def all_gather(self, t: Tensor, pad: float = 0) -> list[Tensor]:
         """Every process's `t`, in rank order; dim 0 may differ, and a process with no items may send any
-        empty tensor (it takes the others' trailing shape and dtype)."""
+        empty tensor (it takes the others' trailing shape and dtype). Other dims may differ too (texts
+        padded to each batch's longest): every part is then padded at the end with `pad` to the largest."""
         from accelerate.utils import gather, gather_object
 
         t = t.detach()
@@ -238,26 +240,26 @@ class DistributedRun:
             )
         if self.world <= 1:
             return [t]
-        # each process's dtype and shape first (Accelerate's object gather), so that uneven and empty
-        # shards line up; then one padded tensor gather, cut back to each process's items
+        # each process's dtype and shape first (Accelerate's object gather), so that uneven, ragged and
+        # empty shards line up; then one padded tensor gather, cut back to each process's items
         shapes = [(int(dt), tuple(sh)) for dt, sh in gather_object([(_DTYPES.index(t.dtype), list(t.shape))])]
         full = [(dt, sh) for dt, sh in shapes if sh and sh[0] > 0]
         ref_dtype, ref_shape = full[0] if full else shapes[self.rank]
-        trailing = ref_shape[1:]
         for dt, sh in full:
-            if dt != ref_dtype or sh[1:] != trailing:
+            if dt != ref_dtype or len(sh) != len(ref_shape):
                 raise ValueError(
                     f"distributed gather: processes hold {_DTYPES[dt]} {sh[1:]} and {_DTYPES[ref_dtype]} "
-                    f"{trailing} items; expected the same dtype and trailing shape everywhere.\n"
+                    f"{ref_shape[1:]} items; expected the same dtype and number of dims everywhere.\n"
                     "help: every process must produce items of the same kind"
                 )
+        trailing = tuple(max(sh[d] for _, sh in full) for d in range(1, len(ref_shape))) if full else ()
         dtype = _DTYPES[ref_dtype]
         sizes = [sh[0] if sh else 0 for _, sh in shapes]
         if t.shape[0] == 0:
             t = torch.zeros((0, *trailing), dtype=dtype)
         wire = torch.uint8 if dtype == torch.bool else dtype  # gloo has no bool collectives
-        padded = torch.zeros((max(sizes), *trailing), dtype=wire, device=self.device)
-        padded[: t.shape[0]] = t.to(self.device, wire)
+        padded = torch.full((max(sizes), *trailing), pad, dtype=wire, device=self.device)
+        padded[tuple(slice(0, n) for n in t.shape)] = t.to(self.device, wire)
         if max(sizes) == 0:
             return [padded.to(dtype) for _ in sizes]
         parts = gather(padded).split(max(sizes))  # (world * max, ...) in rank order
@@ -267,9 +269,9 @@ class DistributedRun:
         """Every process's items concatenated (rank order)."""
         return torch.cat(self.all_gather(t))
 
-    def gather_items(self, t: Tensor) -> Tensor:
+    def gather_items(self, t: Tensor, pad: float = 0) -> Tensor:
         """A sharded pass's items back in the loader's order (rank r held items r, r + world, ...)."""
-        parts = self.all_gather(t)
+        parts = self.all_gather(t, pad)
         n = sum(len(p) for p in parts)
         out = parts[0].new_empty((n, *parts[0].shape[1:]))
         for r, p in enumerate(parts):
@@ -288,20 +290,23 @@ class DistributedRun:
         targs: Tensor | tuple[Tensor, ...] | None,
         inputs: tuple[Tensor, ...],
         losses: Tensor | None,
+        input_pads: Sequence[float] = (),
+        target_pads: Sequence[float] = (),
     ) -> tuple[Tensor, Tensor | tuple[Tensor, ...] | None, tuple[Tensor, ...], Tensor | None]:
-        """`get_preds`' pieces with every process's items, in order, on the CPU."""
+        """`get_preds`' pieces with every process's items, in order, on the CPU. `input_pads` and
+        `target_pads`: each element's padding value (e.g. -1 for token ids), for items of ragged length."""
 
-        def items(t: Tensor) -> Tensor:
-            return self.gather_items(t).cpu()
+        def items(t: Tensor, pads: Sequence[float] = (), k: int = 0) -> Tensor:
+            return self.gather_items(t, pads[k] if k < len(pads) else 0).cpu()
 
         if isinstance(targs, tuple):
-            targs = tuple(items(t) for t in targs)
+            targs = tuple(items(t, target_pads, k) for k, t in enumerate(targs))
         elif targs is not None:
-            targs = items(targs)
+            targs = items(targs, target_pads)
         return (
             items(preds),
             targs,
-            tuple(items(x) for x in inputs),
+            tuple(items(x, input_pads, k) for k, x in enumerate(inputs)),
             items(losses) if losses is not None else None,
         )
 
@@ -348,7 +353,7 @@ class LocalRun:
     def all_reduce_sum(self, t: Tensor | float) -> Tensor:
         return torch.as_tensor(t, dtype=torch.float64 if not isinstance(t, Tensor) else None)
 
-    def all_gather(self, t: Tensor) -> list[Tensor]:
+    def all_gather(self, t: Tensor, pad: float = 0) -> list[Tensor]:
         return [t]
 
     def gather_preds(
@@ -357,6 +362,8 @@ class LocalRun:
         targs: Tensor | tuple[Tensor, ...] | None,
         inputs: tuple[Tensor, ...],
         losses: Tensor | None,
+        input_pads: Sequence[float] = (),
+        target_pads: Sequence[float] = (),
     ) -> tuple[Tensor, Tensor | tuple[Tensor, ...] | None, tuple[Tensor, ...], Tensor | None]:
         return preds, targs, inputs, losses
 

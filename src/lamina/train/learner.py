@@ -637,7 +637,10 @@ class Learner:
         inputs = gather.inputs() if with_input else ()
         losses = gather.losses() if with_loss else None
         if self.run.is_sharded(dl):
-            preds, targs, inputs, losses = self.run.gather_preds(preds, targs, inputs, losses)
+            input_pads, target_pads = gather.pads()
+            preds, targs, inputs, losses = self.run.gather_preds(
+                preds, targs, inputs, losses, input_pads, target_pads
+            )
         activation = act or getattr(self.loss_func, "activation", None)
         if activation is not None:
             preds = activation(preds)

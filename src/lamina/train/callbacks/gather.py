@@ -70,6 +70,12 @@ class GatherPreds(Callback):
         types = getattr(self.learn.dl, "batch_types", ())
         return float(getattr(types[k], "PAD", 0)) if k < len(types) else 0.0
 
+    def pads(self) -> tuple[list[float], list[float]]:
+        """The padding value of each input element and of each target element (for a distributed gather)."""
+        n_targ = len(self._targs[0]) if self._targs else 0
+        n = len(self._inps[0]) if self._inps else self.learn.dls.n_inp
+        return [self._pad(k) for k in range(n)], [self._pad(n + k) for k in range(n_targ)]
+
     def preds(self) -> Tensor:
         return _cat(self._preds).float().cpu() if self._preds else torch.empty(0)
 

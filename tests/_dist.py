@@ -1,0 +1,55 @@
+"""Run one script in 2 CPU processes (gloo) with the environment `torchrun` would give them."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def launch(script: Path, args: list[str], world: int = 2, timeout: float = 150) -> None:
+    """Start `script args` as ranks 0..world-1 and wait; a rank that fails fails the test with its log."""
+    port, procs = free_port(), []
+    for rank in range(world):
+        env = dict(os.environ)
+        env.update(
+            RANK=str(rank),
+            LOCAL_RANK=str(rank),
+            WORLD_SIZE=str(world),
+            LOCAL_WORLD_SIZE=str(world),
+            MASTER_ADDR="127.0.0.1",
+            MASTER_PORT=str(port),
+            OMP_NUM_THREADS="1",
+        )
+        cmd = [sys.executable, str(script), *args]
+        procs.append(
+            subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        )
+    logs = []
+    try:
+        for p in procs:
+            logs.append(p.communicate(timeout=timeout)[0])
+    except subprocess.TimeoutExpired:
+        pytest.fail(f"the distributed workers did not finish in {timeout:g} s")
+    finally:
+        for p in procs:
+            if p.poll() is None:
+                p.kill()
+                p.wait()
+    if any(p.returncode != 0 for p in procs):
+        pytest.fail(
+            "\n".join(
+                f"rank {r} (exit {p.returncode}):\n{log[-3000:]}"
+                for r, (p, log) in enumerate(zip(procs, logs, strict=True))
+            )
+        )
