@@ -57,7 +57,7 @@ class TextConfig:
     max_len: int = 128  # reviews: at most ~150 tokens; MiniLM was trained on 128
     epochs: int = 1
     base_lr: float = 2e-3  # fine_tune's default
-    speed_batches: int = 4
+    speed_batches: int = 8
     speed_lr: float = 1e-4
 
 
@@ -279,6 +279,7 @@ class _Speed:
                 learning_rate=self.cfg.speed_lr,
                 weight_decay=0.01,
                 lr_scheduler_type="constant",
+                optim="adamw_torch",  # the plain loop's and lamina's optimizer (its default is the fused one)
                 report_to=[],
                 disable_tqdm=True,
                 save_strategy="no",
