@@ -13,16 +13,15 @@ import re
 import subprocess
 import sys
 import tarfile
-import threading
 import urllib.parse
 import warnings
 import zipfile
 from collections.abc import Callable, Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
 
+from _http import LoopbackServer, serve
 from lamina.data.external import (
     DATASETS,
     ChecksumError,
@@ -44,53 +43,10 @@ pytestmark = pytest.mark.filterwarnings("ignore::lamina.data.external.TrustOnFir
 # ---------------------------------------------------------------------------------------------- helpers
 
 
-class LoopbackServer:
-    """What the test server serves (path -> bytes) and how it misbehaves, plus the requests it got."""
-
-    def __init__(self) -> None:
-        self.files: dict[str, bytes] = {}
-        self.extra_length: dict[str, int] = {}  # announce this many more bytes than sent, then hang up
-        self.no_length: set[str] = set()  # send no Content-Length header
-        self.requests: list[str] = []
-        self.base = ""
-
-    def url(self, path: str) -> str:
-        return self.base + path
-
-
 @pytest.fixture
 def server() -> Iterator[LoopbackServer]:
-    state = LoopbackServer()
-
-    class Handler(BaseHTTPRequestHandler):
-        def do_GET(self) -> None:
-            state.requests.append(self.path)
-            body = state.files.get(self.path)
-            if body is None:
-                self.send_error(404, "Not Found")
-                return
-            self.send_response(200)
-            self.send_header("Content-Type", "application/octet-stream")
-            if self.path not in state.no_length:
-                self.send_header("Content-Length", str(len(body) + state.extra_length.get(self.path, 0)))
-            self.end_headers()
-            self.wfile.write(body)
-            self.close_connection = True
-
-        def log_message(self, format: str, *args: object) -> None:
-            pass
-
-    httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    httpd.daemon_threads = True
-    thread = threading.Thread(target=httpd.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
-    thread.start()
-    state.base = f"http://127.0.0.1:{httpd.server_address[1]}"
-    try:
+    with serve() as state:
         yield state
-    finally:
-        httpd.shutdown()
-        httpd.server_close()
-        thread.join(timeout=5)
 
 
 @pytest.fixture

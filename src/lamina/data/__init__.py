@@ -25,6 +25,7 @@ from lamina.data.loader import (
     to_device,
 )
 from lamina.data.losses import BaseLoss, BCEWithLogitsLossFlat, CrossEntropyLossFlat, L1LossFlat, MSELossFlat
+from lamina.data.shards import ShardError, Shards, write_shards
 from lamina.data.sources import (
     ColReader,
     ColSplitter,
@@ -71,6 +72,8 @@ __all__ = [
     "RegexLabeller",
     "RegressionBlock",
     "RegressionSetup",
+    "ShardError",
+    "Shards",
     "TrainTestSplitter",
     "TransformBlock",
     "collate",
@@ -84,4 +87,5 @@ __all__ = [
     "show_items",
     "to_device",
     "using_attr",
+    "write_shards",
 ]

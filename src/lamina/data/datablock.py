@@ -18,6 +18,7 @@ from lamina.core import Transform, TransformsLike, as_transform, as_transforms, 
 from lamina.data.blocks import TransformBlock, as_block, block_tfms
 from lamina.data.datasets import Datasets, Getter, ItemError, describe_item, describe_value, get_item
 from lamina.data.loader import DataLoader, DataLoaders, collate
+from lamina.data.shards import Shards
 from lamina.data.sources import RandomSplitter, Splits
 
 __all__ = ["DataBlock"]
@@ -96,7 +97,17 @@ class DataBlock:
         # blocks hold transforms with setup state (a vocab): make fresh ones for every Datasets
         return [as_block(b) for b in self._block_specs]
 
+    def items(self, source: Any) -> Any:
+        """The raw items `get_items` finds in `source` (the source itself without `get_items`)."""
+        return self._items(source)
+
+    def split(self, items: Any) -> Splits:
+        """The splitter's (training, validation) positions of `items`."""
+        return self._split(items)
+
     def _items(self, source: Any) -> Any:
+        if isinstance(source, Shards):
+            return source
         items = self.get_items(source) if self.get_items is not None else source
         if items is None or len(items) == 0:
             via = (
@@ -108,15 +119,28 @@ class DataBlock:
             )
         return items
 
-    def _element_tfms(self, blocks: Sequence[TransformBlock]) -> list[list[Transform]]:
+    def _element_tfms(self, blocks: Sequence[TransformBlock], source: Any = None) -> list[list[Transform]]:
+        getters = self._getters(source)
         out = []
-        for g, b in zip(self.getters, blocks, strict=True):
+        for g, b in zip(getters, blocks, strict=True):
             tfms: list[Transform] = [Getter(g)] if g is not None else []
             out.append(tfms + [as_transform(t) for t in b.type_tfms])
         return out
 
+    def _getters(self, source: Any) -> Sequence[GetterFn | None]:
+        """The DataBlock's getters; for a `Shards` source the shards' own (holding the getters' outputs)."""
+        if not isinstance(source, Shards):
+            return self.getters
+        if len(source.kinds) != len(self.getters) or source.n_inp != self.n_inp:
+            raise ValueError(
+                f"DataBlock: {source!r} holds {len(source.kinds)} elements ({source.n_inp} inputs); this "
+                f"DataBlock has {len(self.getters)} blocks ({self.n_inp} inputs).\n"
+                "help: read the shards with a DataBlock of the same blocks as the one that wrote them"
+            )
+        return source.getters()
+
     def _split(self, items: Any) -> Splits:
-        splits = self.splitter(items)
+        splits = items.splits() if isinstance(items, Shards) else self.splitter(items)
         if len(splits[0]) == 0:
             raise ValueError(
                 f"DataBlock: the splitter put none of the {len(items)} items in the training set.\n"
@@ -129,7 +153,7 @@ class DataBlock:
         items = self._items(source)
         dsets = Datasets(
             items,
-            self._element_tfms(blocks),
+            self._element_tfms(blocks, items),
             splits=self._split(items),
             n_inp=self.n_inp,
             skip_bad_files=skip_bad_files,
@@ -235,9 +259,11 @@ class DataBlock:
         except Exception as e:
             say(f"  FAILED while listing or splitting the items{_detail(e, out)}")
             raise
-        how = type(self.splitter).__name__
+        how = "as written in the shards" if isinstance(items, Shards) else type(self.splitter).__name__
         say(f"  split: {len(splits[0])} training, {len(splits[1])} validation ({how})")
-        dsets = Datasets(items, self._element_tfms(blocks), splits=splits, n_inp=self.n_inp, do_setup=False)
+        dsets = Datasets(
+            items, self._element_tfms(blocks, items), splits=splits, n_inp=self.n_inp, do_setup=False
+        )
         try:
             dsets.setup()
         except Exception as e:
