@@ -518,6 +518,7 @@ class DataLoader:
         self._sampler: tud.Sampler[Any] | None = None
         self._torch_dl: tud.DataLoader[Any] | None = None
         self._unsharded: tuple[tud.DataLoader[Any], torch.device, bool] | None = None
+        self._shard_sampler: ShardSampler | None = None
 
     # -- building the torch loader -------------------------------------------------------------------------
     def _item_ds(self) -> _ItemDataset:
@@ -593,6 +594,7 @@ class DataLoader:
             sampler.generator = torch.Generator().manual_seed(seed)  # type: ignore[union-attr]
             generator_set = True
         shard = ShardSampler(sampler, rank, world, even=even, drop_last=self.drop_last)
+        self._shard_sampler = shard
         self._unsharded = (base, self.device, generator_set)
         self._torch_dl = self._torch_dl_over(shard, base.generator)
         if device is not None:
@@ -604,6 +606,7 @@ class DataLoader:
             return
         base, device, generator_set = self._unsharded
         self._torch_dl, self.device, self._unsharded = base, device, None
+        self._shard_sampler = None
         if generator_set:
             self._sampler.generator = None  # type: ignore[union-attr]
 
@@ -754,14 +757,18 @@ class DataLoader:
         """The next pass leaves out its first `n` batches without building them (resuming mid-epoch).
 
         Only a seeded loader can: its order and augmentation depend on the epoch alone, so the rest of the
-        epoch is what it would have been.
+        epoch is what it would have been. A sharded loader skips `n` batches of its own shard (every process
+        of a distributed run skips as many, so together they resume where they stopped).
         """
-        if not isinstance(self._sampler, _SeededSampler) or self.is_sharded:
+        if not isinstance(self._sampler, _SeededSampler):
             raise ValueError(
-                "DataLoader.skip_batches: only a seeded loader (not sharded across processes) can replay an "
-                "epoch from its middle.\nhelp: build the DataLoaders with seed=..."
+                "DataLoader.skip_batches: only a seeded loader can replay an epoch from its middle.\n"
+                "help: build the DataLoaders with seed=..."
             )
-        self._sampler.skip = n * self.bs
+        if self._shard_sampler is not None:
+            self._shard_sampler.skip = n * self.bs
+        else:
+            self._sampler.skip = n * self.bs
 
     def one_batch(self) -> tuple[torch.Tensor, ...]:
         """The first batch of an epoch (plain tensors on the device), built in this process.

@@ -70,6 +70,7 @@ class ShardSampler(tud.Sampler[Any]):
 
     def __init__(self, inner: Any, rank: int, world: int, even: bool, drop_last: bool) -> None:
         self.inner, self.rank, self.world, self.even, self.drop_last = inner, rank, world, even, drop_last
+        self.skip = 0  # keys of this shard the next pass leaves out at its start (resuming mid-epoch)
 
     def __len__(self) -> int:
         n = len(self.inner)
@@ -78,4 +79,6 @@ class ShardSampler(tud.Sampler[Any]):
         return n // self.world if self.drop_last else math.ceil(n / self.world)
 
     def __iter__(self) -> Iterator[Any]:
-        return iter(shard_keys(list(iter(self.inner)), self.rank, self.world, self.even, self.drop_last))
+        keys = shard_keys(list(iter(self.inner)), self.rank, self.world, self.even, self.drop_last)
+        skip, self.skip = self.skip, 0
+        return iter(keys[skip:])

@@ -15,8 +15,11 @@ Give the callback to the `fit` call it protects (`cbs=`), not to the Learner: an
 
 `every_batches=N` also checkpoints every N training batches within an epoch (long epochs): a resumed fit
 then replays that epoch from the next batch, without building the batches already trained. It needs a
-seeded training loader (`seed=`), whose order and augmentation depend on the epoch alone; gradients
-accumulated but not yet stepped (`GradientAccumulation`) are saved with the rest.
+seeded training loader (`seed=`), whose order and augmentation depend on the epoch alone, so it does not
+depend on the loader's `num_workers` either (a restart may use another); gradients accumulated but not yet
+stepped (`GradientAccumulation`) are saved with the rest. In a distributed run every process skips the
+same batches of its own shard; resuming with another number of processes is refused (the shards and the
+per-process random states are those of the run that wrote the file).
 """
 
 from __future__ import annotations
@@ -90,10 +93,10 @@ class ResumeCallback(Callback):
     def _check_mid_epoch_possible(self) -> None:
         learn = self.learn
         dl = learn.dls.train
-        if learn.run.is_distributed or not isinstance(dl, DataLoader) or dl.seed is None:
+        if not isinstance(dl, DataLoader) or dl.seed is None:
             raise ValueError(
-                "ResumeCallback: every_batches needs a seeded training loader in one process, so that an "
-                "epoch can be replayed from its middle (same order, same augmentation).\n"
+                "ResumeCallback: every_batches needs a seeded training loader, so that an epoch can be "
+                "replayed from its middle (same order, same augmentation).\n"
                 "help: build the DataLoaders with seed=..., or save per epoch only (every_batches=None)"
             )
 
@@ -151,6 +154,14 @@ class ResumeCallback(Callback):
             raise ValueError(
                 f"ResumeCallback: {str(path)!r} is a checkpoint but not a resume checkpoint.\n"
                 "help: give ResumeCallback its own fname (learn.save files cannot resume a fit)"
+            )
+        world = state.get("world_size", 1)
+        if world != learn.run.world:
+            raise ValueError(
+                f"ResumeCallback: {str(path)!r} was written by a run of {world} process(es); this one has "
+                f"{learn.run.world}.\n"
+                f"help: resume with {world} process(es) (each process's shard of the data and random state "
+                "are saved for that number), or delete the file (or pass resume=False) to start over"
             )
         saved = (state.get("n_epoch"), state.get("n_iter"), state.get("n_trainable", _n_trainable(learn)))
         if saved != (learn.n_epoch, learn.n_iter, _n_trainable(learn)):
