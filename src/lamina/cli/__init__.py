@@ -15,6 +15,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, cast
 
+from lamina.cli.shard import is_shards
+
 if TYPE_CHECKING:
     from lamina.data import DataLoaders
     from lamina.train import Learner
@@ -68,6 +70,8 @@ def _check_valid_pct(args: argparse.Namespace) -> None:
         return
     if args.csv and args.valid_col is not None:
         return  # the CSV marks the validation rows
+    if args.path is not None and is_shards(args.path):
+        return  # the shards hold the split they were written with
     if args.path is not None and not args.masks:
         path = Path(args.path)
         if (path / "train").is_dir() and (path / "valid").is_dir():
@@ -105,6 +109,15 @@ def _dataloaders(args: argparse.Namespace) -> DataLoaders:
     from lamina.vision import ImageDataLoaders, Resize
 
     item_tfms = [Resize(args.size)] if args.size else None
+    if args.path is not None and is_shards(args.path):
+        return ImageDataLoaders.from_shards(
+            args.path,
+            seed=args.seed,
+            item_tfms=item_tfms,
+            bs=args.bs,
+            num_workers=args.workers,
+            skip_bad_files=args.skip_bad_files,
+        )
     if args.path is None:
         path = samples.mnist_sample()
         print(f"no PATH given: training on the embedded MNIST sample in {path}")
@@ -505,8 +518,10 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("name", nargs="?", help="a dataset name from the list")
     d.set_defaults(func=cmd_datasets)
     from lamina.cli.clean import add_clean_parser
+    from lamina.cli.shard import add_shard_parser
 
     add_clean_parser(sub, _add_data_args, _dataloaders)
+    add_shard_parser(sub, _add_data_args)
     collab_cli.add_recommend_parser(sub)
     for sp in {id(v): v for v in sub.choices.values()}.values():
         sp.add_argument("--debug", action="store_true", help="show the traceback of an error")

@@ -20,6 +20,7 @@ from lamina.data import (
     MultiCategoryBlock,
     RandomSplitter,
     RegexLabeller,
+    Shards,
     default_device,
     get_image_files,
     parent_label,
@@ -37,6 +38,16 @@ def _splitter(valid_pct: float | None, seed: int | None, train: str, valid: str)
     return (
         RandomSplitter(valid_pct, seed=seed) if valid_pct is not None else GrandparentSplitter(train, valid)
     )
+
+
+def _check_folders(root: Path, folders: list[str] | None) -> None:
+    if folders is not None and not all((root / f).is_dir() for f in folders):
+        present = sorted(p.name for p in root.iterdir() if p.is_dir())[:10] if root.is_dir() else []
+        raise FileNotFoundError(
+            f"ImageDataLoaders.from_folder: expected sub-folders {folders!r} in {str(root)!r}; "
+            f"found {present}.\n"
+            "help: for a folder of class sub-folders without a train/valid split, pass valid_pct=0.2"
+        )
 
 
 def resolve_files(path: PathLike, fnames: Sequence[PathLike]) -> list[Path]:
@@ -77,23 +88,12 @@ class ImageDataLoaders:
         item_tfms = as_transforms(item_tfms)
         root = Path(path)
         folders = None if valid_pct is not None else [train, valid]
-        if folders is not None and not all((root / f).is_dir() for f in folders):
-            present = sorted(p.name for p in root.iterdir() if p.is_dir())[:10] if root.is_dir() else []
-            raise FileNotFoundError(
-                f"ImageDataLoaders.from_folder: expected sub-folders {folders!r} in {str(root)!r}; "
-                f"found {present}.\n"
-                "help: for a folder of class sub-folders without a train/valid split, pass valid_pct=0.2"
-            )
-
-        files: list[Path] | None = None
-
-        def get_items(p: Any) -> list[Path]:
-            return files if files is not None else get_image_files(p, folders=folders)
-
         decoder: DecodeJpegBatch | None = None
+        files: list[Path] | None = None
         if gpu_jpeg is None and not issubclass(img_cls, TensorImageBW):
             dev = torch.device(device) if device is not None else default_device()
             if dev.type == "cuda":
+                _check_folders(root, folders)
                 files = get_image_files(root, folders=folders)
                 decoder = gpu_jpeg_decoder(dev, files, item_tfms)
         elif gpu_jpeg:
@@ -105,7 +105,47 @@ class ImageDataLoaders:
                     "help: pass item_tfms=[RandomResizedCrop(size)] or [Resize(size)] (or none), "
                     "or gpu_jpeg=False"
                 )
-        dblock = DataBlock(
+        dblock = ImageDataLoaders.folder_block(
+            root,
+            train=train,
+            valid=valid,
+            valid_pct=valid_pct,
+            seed=seed,
+            vocab=vocab,
+            item_tfms=item_tfms if decoder is None else None,
+            batch_tfms=batch_tfms,
+            img_cls=img_cls,
+            files=files,
+            decoder=decoder,
+        )
+        return dblock.dataloaders(
+            root, bs=bs, num_workers=num_workers, device=device, seed=seed, skip_bad_files=skip_bad_files
+        )
+
+    @staticmethod
+    def folder_block(
+        path: PathLike,
+        train: str = "train",
+        valid: str = "valid",
+        valid_pct: float | None = None,
+        seed: int | None = None,
+        vocab: Sequence[Any] | None = None,
+        item_tfms: TransformsLike = None,
+        batch_tfms: TransformsLike = None,
+        img_cls: type[TensorImage] = TensorImage,
+        files: list[Path] | None = None,
+        decoder: DecodeJpegBatch | None = None,
+    ) -> DataBlock:
+        """The DataBlock `from_folder` uses (class folders, split by `train`/`valid` folders or `valid_pct`):
+        for `write_shards`, or to change one step. `files`: the image files when already listed."""
+        root = Path(path)
+        folders = None if valid_pct is not None else [train, valid]
+        _check_folders(root, folders)
+
+        def get_items(p: Any) -> list[Path]:
+            return files if files is not None else get_image_files(p, folders=folders)
+
+        return DataBlock(
             blocks=(
                 JpegImageBlock(decoder) if decoder is not None else ImageBlock(img_cls),
                 CategoryBlock(vocab=vocab),
@@ -113,11 +153,38 @@ class ImageDataLoaders:
             get_items=get_items,
             get_y=parent_label,
             splitter=_splitter(valid_pct, seed, train, valid),
-            item_tfms=item_tfms if decoder is None else None,
+            item_tfms=item_tfms,
+            batch_tfms=batch_tfms,
+        )
+
+    @staticmethod
+    def from_shards(
+        location: PathLike,
+        vocab: Sequence[Any] | None = None,
+        item_tfms: TransformsLike = None,
+        batch_tfms: TransformsLike = None,
+        bs: int = 64,
+        num_workers: int | None = None,
+        device: torch.device | str | None = None,
+        seed: int | None = None,
+        img_cls: type[TensorImage] = TensorImage,
+        skip_bad_files: bool = False,
+        cache: PathLike | None = None,
+    ) -> DataLoaders:
+        """Images and labels from shards (a folder or an http(s) URL) written from an image classification
+        DataBlock (`write_shards`, `lamina shard`): the split is the one written; nothing held in memory."""
+        dblock = DataBlock(
+            blocks=(ImageBlock(img_cls), CategoryBlock(vocab=vocab)),
+            item_tfms=item_tfms,
             batch_tfms=batch_tfms,
         )
         return dblock.dataloaders(
-            root, bs=bs, num_workers=num_workers, device=device, seed=seed, skip_bad_files=skip_bad_files
+            Shards(location, cache=cache),
+            bs=bs,
+            num_workers=num_workers,
+            device=device,
+            seed=seed,
+            skip_bad_files=skip_bad_files,
         )
 
     @staticmethod
