@@ -274,6 +274,32 @@ def _default_procs() -> list[ProcFactory]:
     ]
 
 
+def _set_up(
+    plan: ColumnPlan,
+    ys: list[str],
+    train_cols: Columns,
+    train_targets: pd.DataFrame,
+    procs: Sequence[ProcFactory] | None,
+    y_block: str | None,
+) -> _Processing:
+    """The procs (dates first, then `procs` or the defaults) and the target, set up on training rows."""
+    cats, conts = list(plan.cat_names), list(plan.cont_names)
+    built: list[TabularProc] = []
+    step = train_cols
+    factories = list(procs) if procs is not None else _default_procs()
+    if plan.date_names:  # dates become their parts first; the other procs then see numbers
+        factories.insert(0, lambda cats, conts: DateParts(plan.date_names))
+    for make in factories:
+        p = make(cats, conts)
+        p.setup(step)
+        step = p(step)
+        cats, conts = p.columns(cats, conts)
+        built.append(p)
+    target = TabularTarget(ys, kind=y_block)
+    target.setup(train_targets)
+    return _Processing(built, target, cats, conts)
+
+
 @register_loaders("tabular.TabularDataLoaders")
 class TabularDataLoaders(DataLoaders):
     """Training and validation loaders over a processed table, plus what the Learner reads from it."""
@@ -367,21 +393,7 @@ class TabularDataLoaders(DataLoaders):
         used = [*plan.cat_names, *plan.cont_names, *plan.date_names, *ys]
         whole = Columns.from_frame(df[used])
         train_cols = _rows(whole, train_idx)
-        cats, conts = list(plan.cat_names), list(plan.cont_names)
-        built: list[TabularProc] = []
-        step = train_cols
-        factories = list(procs) if procs is not None else _default_procs()
-        if plan.date_names:  # dates become their parts first; the other procs then see numbers
-            factories.insert(0, lambda cats, conts: DateParts(plan.date_names))
-        for make in factories:
-            p = make(cats, conts)
-            p.setup(step)
-            step = p(step)
-            cats, conts = p.columns(cats, conts)
-            built.append(p)
-        target = TabularTarget(ys, kind=y_block)
-        target.setup(df.iloc[train_idx][ys])
-        processing = _Processing(built, target, cats, conts)
+        processing = _set_up(plan, ys, train_cols, df.iloc[train_idx][ys], procs, y_block)
         train = processing.table(train_cols, with_labels=True)
         valid = processing.table(_rows(whole, valid_rows), with_labels=True)
         return cls(*_loaders(processing, train, valid, bs, seed, device), processing, plan)
@@ -414,6 +426,74 @@ class TabularDataLoaders(DataLoaders):
         )
 
     from_parquet = from_csv
+
+    @classmethod
+    def from_large_parquet(
+        cls,
+        path: str | Path,
+        y_names: str | Sequence[str],
+        cat_names: Sequence[str] | None = None,
+        cont_names: Sequence[str] | None = None,
+        procs: Sequence[ProcFactory] | None = None,
+        y_block: str | None = None,
+        valid_pct: float = 0.2,
+        seed: int | None = None,
+        bs: int = 256,
+        device: torch.device | str | None = None,
+        max_card: int = 20,
+        setup_rows: int = 500_000,
+        chunk_rows: int = 65_536,
+        workdir: str | Path | None = None,
+    ) -> TabularDataLoaders:
+        """Loaders from a parquet file too large for memory: read `chunk_rows` rows at a time, twice.
+
+        The first pass keeps a random sample of `setup_rows` training rows, on which the column kinds are
+        inferred and the procs and the target set up (all training rows when there are fewer: then the
+        tables equal `from_df`'s on the same split); the second pass processes every row into memory-mapped
+        files in `workdir` (default: the system's temporary folder), unlinked at once (Linux/macOS keep the
+        data while it is mapped, and free the disk when the loaders go). Memory holds one chunk, the sample
+        and the pages the batches touch. A category not in the sample becomes the unknown code; a label not
+        in it is an error naming it."""
+        import pyarrow.parquet as pq
+
+        source = Path(path)
+        if not source.is_file():
+            raise FileNotFoundError(f"tabular: {str(source)!r} does not exist.\nhelp: check the path")
+        if chunk_rows < 1 or setup_rows < 2:
+            raise ValueError(
+                f"tabular: chunk_rows {chunk_rows} / setup_rows {setup_rows} must be >= 1 / >= 2"
+            )
+        pf = pq.ParquetFile(source)
+        n = int(pf.metadata.num_rows)
+        ys = [y_names] if isinstance(y_names, str) else list(y_names)
+        missing = [c for c in ys if c not in pf.schema_arrow.names]
+        if missing or n < 2:
+            raise ValueError(
+                f"tabular: {str(source)!r} has {n} row(s) and columns {pf.schema_arrow.names[:20]}; "
+                f"expected at least 2 rows and the target column(s) {missing or ys}.\n"
+                "help: check y_names against the file's columns"
+            )
+        is_valid = _valid_mask(n, valid_pct, seed)
+        train_pos = np.flatnonzero(~is_valid)
+        rng = np.random.default_rng(seed)
+        sample = (
+            np.sort(rng.choice(train_pos, size=setup_rows, replace=False))
+            if len(train_pos) > setup_rows
+            else train_pos
+        )
+        sample_df = _read_rows(pf, sample, chunk_rows)
+        plan = plan_columns(
+            sample_df,
+            ys,
+            list(cat_names) if cat_names is not None else None,
+            list(cont_names) if cont_names is not None else None,
+            max_card,
+        )
+        used = [*plan.cat_names, *plan.cont_names, *plan.date_names, *ys]
+        processing = _set_up(plan, ys, Columns.from_frame(sample_df[used]), sample_df[ys], procs, y_block)
+        del sample_df
+        train, valid = _process_chunks(pf, used, processing, is_valid, chunk_rows, workdir)
+        return cls(*_loaders(processing, train, valid, bs, seed, device), processing, plan)
 
     def summary(self) -> str:
         """Print (and return) what each column became, the rows per split and the target."""
@@ -511,6 +591,84 @@ class TabularDataLoaders(DataLoaders):
 
 def _head(vocab: list[Any] | None, n: int = 10) -> list[Any]:
     return list(vocab or [])[:n]
+
+
+def _valid_mask(n: int, valid_pct: float, seed: int | None) -> np.ndarray:
+    """`_split`'s random validation rows as a boolean mask (n bytes, not two lists of n ints)."""
+    if not 0 <= valid_pct < 1:
+        raise ValueError(f"tabular: valid_pct must be in [0, 1), got {valid_pct}")
+    g = torch.Generator().manual_seed(seed if seed is not None else int(torch.randint(0, 2**31, ()).item()))
+    perm = torch.randperm(n, generator=g)
+    mask = np.zeros(n, dtype=bool)
+    mask[perm[: round(n * valid_pct)].numpy()] = True
+    if mask.all():
+        raise ValueError("tabular: no training rows left after the split.\nhelp: lower valid_pct")
+    return mask
+
+
+def _read_rows(pf: Any, positions: np.ndarray, chunk_rows: int) -> pd.DataFrame:
+    """The rows at sorted `positions` of a parquet file, read `chunk_rows` at a time."""
+    parts, start = [], 0
+    for batch in pf.iter_batches(batch_size=chunk_rows):
+        stop = start + batch.num_rows
+        lo, hi = np.searchsorted(positions, [start, stop])
+        if hi > lo:
+            parts.append(batch.take(positions[lo:hi] - start).to_pandas())
+        start = stop
+    return pd.concat(parts, ignore_index=True)
+
+
+def _process_chunks(
+    pf: Any,
+    used: list[str],
+    processing: _Processing,
+    is_valid: np.ndarray,
+    chunk_rows: int,
+    workdir: str | Path | None,
+) -> tuple[TabularTable, TabularTable]:
+    """Every row through the procs, chunk by chunk, into memory-mapped training and validation tensors."""
+    import tempfile
+
+    folder = Path(tempfile.mkdtemp(prefix="lamina-table-", dir=workdir))
+    sizes = {False: int((~is_valid).sum()), True: int(is_valid.sum())}
+    arrays: dict[bool, list[np.ndarray]] = {}
+    filled = {False: 0, True: 0}
+    try:
+        start = 0
+        for batch in pf.iter_batches(batch_size=chunk_rows, columns=used):
+            cols = Columns.from_frame(batch.to_pandas())
+            m = cols.n_rows
+            out = processing.columns(cols)
+            parts = [
+                as_cat_tensor(out, processing.cat_names, m).numpy(),
+                as_cont_tensor(out, processing.cont_names, m).numpy(),
+                processing.target.tensor(cols).numpy(),
+            ]
+            if not arrays:
+                for split, size in sizes.items():
+                    arrays[split] = [
+                        np.lib.format.open_memmap(
+                            folder / f"{int(split)}-{k}.npy", "w+", a.dtype, (size, *a.shape[1:])
+                        )
+                        for k, a in enumerate(parts)
+                    ]
+            mask = is_valid[start : start + m]
+            for split in (False, True):
+                rows = mask if split else ~mask
+                k0, k1 = filled[split], filled[split] + int(rows.sum())
+                for dst, a in zip(arrays[split], parts, strict=True):
+                    dst[k0:k1] = a[rows]
+                filled[split] = k1
+            start += m
+    finally:
+        import shutil
+
+        shutil.rmtree(folder, ignore_errors=True)  # mapped arrays keep their data until unmapped
+    tables = []
+    for split in (False, True):
+        cats, conts, ys = (torch.from_numpy(a) for a in arrays[split])
+        tables.append(TabularTable(cats, conts, ys, processing.target.type))
+    return tables[0], tables[1]
 
 
 def _rows(cols: Columns, idx: Sequence[int]) -> Columns:
