@@ -27,6 +27,7 @@ SUITES = {
     "tabular": "tabular",
     "text": "text",
     "clean": "clean",
+    "stream": "stream",
 }
 
 
