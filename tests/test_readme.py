@@ -111,3 +111,14 @@ def test_text_example_runs_as_printed(tmp_path: Path, monkeypatch: pytest.Monkey
     assert ns["label"] in ("happy", "unhappy") and ns["probs"].shape == (2,)
     again = load_learner("reviews.lamina").predict("The fabric is scratchy and it runs small")
     assert again[0] == ns["label"] and torch.allclose(again[2], ns["probs"], atol=1e-5)
+
+
+@pytest.mark.slow
+def test_shards_example_runs_as_printed(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The shards section, as printed: the MNIST sample written as shards and trained on from them."""
+    monkeypatch.chdir(tmp_path)
+    ns: dict[str, Any] = {}
+    exec(compile(_block("Data past one machine's memory"), "README.md: shards", "exec"), ns)
+    assert ns["learn"].recorder.values[-1][2] >= 0.8  # a linear model on raw pixels, one epoch
+    assert len(ns["dls"].train.dataset) == 4000 and (tmp_path / "mnist-shards" / "index.arrow").exists()
+    assert not (tmp_path / "models" / "stream.safetensors").exists()  # a finished fit leaves no resume point
