@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pytest
 import torch
 
 from lamina.data import DataLoader
@@ -122,3 +123,25 @@ def test_sharded_batched_loader_splits_the_items_like_the_item_path() -> None:
     # every other item of the same order, as the validation gather expects
     assert parts[0].tolist() == shard_keys(whole.tolist(), 0, 2, False, False)
     assert parts[1].tolist() == shard_keys(whole.tolist(), 1, 2, False, False)
+
+
+def test_group_keys_deal_whole_files_to_processes() -> None:
+    from lamina.data.order import group_keys
+
+    groups = [i // 10 for i in range(60)]  # 6 files of 10 items
+    keys = [(int(k), 7) for k in torch.randperm(60, generator=torch.Generator().manual_seed(0))]
+    parts = [group_keys(keys, groups, r, 3, even=True, drop_last=False, epoch=0) for r in range(3)]
+    files = [{groups[k[0]] for k in p} for p in parts]
+    assert all(len(f) == 2 for f in files) and set().union(*files) == set(range(6))  # disjoint, all dealt
+    assert sorted(k for p in parts for k in p) == sorted(keys)  # every key once
+    assert parts[0] == [k for k in keys if groups[k[0]] in files[0]]  # the epoch's order, filtered
+    assert files != [
+        {groups[k[0]] for k in p} for p in (group_keys(keys, groups, r, 3, True, False, 1) for r in range(3))
+    ]
+    uneven = [min(g, 4) for g in groups]  # 5 files for 2 processes: 3 and 2 files, as many keys each
+    lens = {len(group_keys(keys, uneven, r, 2, even=True, drop_last=True, epoch=0)) for r in range(2)}
+    assert lens == {30}  # every process makes as many steps
+    with pytest.raises(
+        ValueError, match=r"(?s)1 shard file\(s\) for 2 processes.*help: write smaller shards"
+    ):
+        group_keys(keys, [0] * 60, 0, 2, even=True, drop_last=False, epoch=0)

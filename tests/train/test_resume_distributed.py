@@ -8,6 +8,7 @@ import json
 import random
 import textwrap
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -16,7 +17,15 @@ from safetensors.torch import load_file
 from torch import nn
 
 from _dist import launch
-from lamina.data import CrossEntropyLossFlat, DataLoaders
+from lamina.data import (
+    CategoryBlock,
+    CrossEntropyLossFlat,
+    DataBlock,
+    DataLoaders,
+    IndexSplitter,
+    TransformBlock,
+)
+from lamina.data.shards import Shards, write_shards
 from lamina.train import Callback, Learner
 from lamina.train.callbacks.resume import ResumeCallback
 
@@ -31,13 +40,19 @@ WORKER = textwrap.dedent(
     from safetensors.torch import save_file
 
     sys.path[:0] = [sys.argv[3], str(Path(sys.argv[3]).parent)]
-    from test_resume_distributed import CrashAt, make_learner
+    import json
+    from test_resume_distributed import CrashAt, make_learner, shard_files
     from lamina.train.callbacks.resume import ResumeCallback
 
     torch.set_num_threads(1)
     out, mode, rank = Path(sys.argv[1]), sys.argv[2], int(os.environ["RANK"])
-    learn = make_learner(out / mode if mode == "ref" else out / "run")
+    shards = Path(sys.argv[4]) if len(sys.argv) > 4 else None
+    learn = make_learner(out / mode if mode == "ref" else out / "run", shards)
     if mode == "ref":
+        if shards is not None:  # another learner: drawing an epoch's keys moves the loader to the next
+            probe = make_learner(out / "probe", shards)
+            with probe.distributed():
+                (out / f"files{rank}.json").write_text(json.dumps(shard_files(probe)))
         learn.fit_one_cycle(3, 1e-2)
     elif mode == "crash":
         try:
@@ -66,9 +81,46 @@ def _items(n: int, seed: int) -> list[tuple[torch.Tensor, torch.Tensor]]:
     return [(x[i], y[i]) for i in range(n)]
 
 
-def make_learner(path: Path) -> Learner:
-    """Shuffled seeded data (6 batches of 8 per process of 2), dropout and AdamW."""
-    dls = DataLoaders.from_dsets(_items(96, 0), _items(16, 1), bs=8, num_workers=0, device="cpu", seed=7)
+def features(data: bytes) -> torch.Tensor:
+    """An item's 4 numbers, stored in its shard as bytes."""
+    return torch.frombuffer(bytearray(data), dtype=torch.float32)
+
+
+def _first(o: tuple[bytes, int]) -> bytes:
+    return o[0]
+
+
+def _second(o: tuple[bytes, int]) -> int:
+    return o[1]
+
+
+def _block(getters: list[Any]) -> DataBlock:
+    return DataBlock(
+        blocks=(TransformBlock(type_tfms=[features]), CategoryBlock),
+        getters=getters,
+        splitter=IndexSplitter(list(range(96, 112))),
+    )
+
+
+def write_items(out: Path) -> Path:
+    """The same 96 + 16 items as shards of ~12 items (bytes of 4 float32, a label)."""
+    raw = [(x.numpy().tobytes(), int(y)) for x, y in _items(96, 0) + _items(16, 1)]
+    return write_shards(_block([_first, _second]), raw, out, shard_bytes=12 * 16)
+
+
+def shard_files(learn: Learner) -> list[int]:
+    """The shard file of every training item this process draws in an epoch (its sampler's keys)."""
+    ds = learn.dls.train.dataset
+    of_item = ds.dsets.items.groups()  # type: ignore[attr-defined]
+    return sorted({of_item[ds.idxs[k[0]]] for k in learn.dls.train.torch_loader.sampler})  # type: ignore[attr-defined]
+
+
+def make_learner(path: Path, shards: Path | None = None) -> Learner:
+    """Shuffled seeded data (6 batches of 8 per process of 2), dropout and AdamW; in memory or from shards."""
+    if shards is None:
+        dls = DataLoaders.from_dsets(_items(96, 0), _items(16, 1), bs=8, num_workers=0, device="cpu", seed=7)
+    else:
+        dls = _block([None, None]).dataloaders(Shards(shards), bs=8, num_workers=0, device="cpu", seed=7)
     torch.manual_seed(0)
     random.seed(0)
     np.random.seed(0)
@@ -87,20 +139,28 @@ class CrashAt(Callback):
             raise RuntimeError("interrupted")
 
 
-def test_two_processes_resume_mid_epoch_to_the_same_weights(tmp_path: Path) -> None:
+@pytest.mark.parametrize("source", ["memory", "shards"])
+def test_two_processes_resume_mid_epoch_to_the_same_weights(tmp_path: Path, source: str) -> None:
     script = tmp_path / "worker.py"
     script.write_text(WORKER)
     here = str(Path(__file__).parent)
-    launch(script, [str(tmp_path), "ref", here])
-    launch(script, [str(tmp_path), "crash", here])
+    extra = [str(write_items(tmp_path / "shards"))] if source == "shards" else []
+    launch(script, [str(tmp_path), "ref", here, *extra])
+    if extra:  # each process reads its own shard files: none in common, all of them between the two
+        files = [set(json.loads((tmp_path / f"files{r}.json").read_text())) for r in (0, 1)]
+        assert files[0] and files[1] and not files[0] & files[1]
+        assert files[0] | files[1] == set(range(8))  # 96 training items, 12 a file (files 8-9: validation)
+    launch(script, [str(tmp_path), "crash", here, *extra])
     ckpt = tmp_path / "run" / "models" / "resume.safetensors"
     assert ckpt.exists()
     # one process cannot take over a two-process run's checkpoint
     with pytest.raises(
         ValueError, match=r"(?s)written by a run of 2 process.*this one has 1.*help: resume with 2"
     ):
-        make_learner(tmp_path / "run").fit_one_cycle(3, 1e-2, cbs=[ResumeCallback(every_batches=2)])
-    launch(script, [str(tmp_path), "resume", here])
+        make_learner(tmp_path / "run", Path(extra[0]) if extra else None).fit_one_cycle(
+            3, 1e-2, cbs=[ResumeCallback(every_batches=2)]
+        )
+    launch(script, [str(tmp_path), "resume", here, *extra])
     ref, got = load_file(str(tmp_path / "ref.safetensors")), load_file(str(tmp_path / "resume.safetensors"))
     assert ref.keys() == got.keys()
     for k in ref:

@@ -451,6 +451,16 @@ def _as_batch(b: Any) -> Any:
     return b
 
 
+def _item_groups(dataset: Any) -> list[int] | None:
+    """The group (shard file) of each item of a split whose items say which file holds them, else None."""
+    items = getattr(getattr(dataset, "dsets", None), "items", None)
+    groups = getattr(items, "groups", None)
+    if not callable(groups) or not hasattr(dataset, "idxs"):
+        return None
+    of_item = groups()
+    return [int(of_item[i]) for i in dataset.idxs]
+
+
 class DataLoader:
     """Batches of one split, as tuples of plain tensors on `device`.
 
@@ -593,7 +603,8 @@ class DataLoader:
         if self.seed is None and self.shuffle and getattr(sampler, "generator", 0) is None:
             sampler.generator = torch.Generator().manual_seed(seed)  # type: ignore[union-attr]
             generator_set = True
-        shard = ShardSampler(sampler, rank, world, even=even, drop_last=self.drop_last)
+        groups = _item_groups(self.dataset) if even else None  # training: each process reads its own files
+        shard = ShardSampler(sampler, rank, world, even=even, drop_last=self.drop_last, groups=groups)
         self._shard_sampler = shard
         self._unsharded = (base, self.device, generator_set)
         self._torch_dl = self._torch_dl_over(shard, base.generator)

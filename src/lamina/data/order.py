@@ -13,7 +13,7 @@ from typing import Any
 import torch
 import torch.utils.data as tud
 
-__all__ = ["BUCKET_BATCHES", "ShardSampler", "bucket_order", "shard_keys", "size_order"]
+__all__ = ["BUCKET_BATCHES", "ShardSampler", "bucket_order", "group_keys", "shard_keys", "size_order"]
 
 # a bucket spans this many batches: wide enough to shuffle well, narrow enough that a batch's items are alike
 BUCKET_BATCHES = 50
@@ -65,12 +65,55 @@ def shard_keys(keys: Sequence[Any], rank: int, world: int, even: bool, drop_last
     return items[rank::world]
 
 
-class ShardSampler(tud.Sampler[Any]):
-    """One process's shard of another sampler's order (see `shard_keys`); `inner` keeps the epoch."""
+def group_keys(
+    keys: Sequence[Any],
+    groups: Sequence[int],
+    rank: int,
+    world: int,
+    even: bool,
+    drop_last: bool,
+    epoch: int,
+) -> list[Any]:
+    """Process `rank`'s keys when items come in groups (a shard file each): the epoch's groups are
+    shuffled and dealt out, and the process keeps the keys of its own groups, in `keys`' order, so that
+    it reads only its own files. `even`: every process gets as many (len // world, or its ceiling without
+    `drop_last`): a process with fewer repeats its first keys, one with more leaves its last ones out."""
+    ids = sorted(set(groups))
+    if len(ids) < world:
+        raise ValueError(
+            f"ShardSampler: {len(ids)} shard file(s) for {world} processes: each process needs its own.\n"
+            "help: write smaller shards (shard_bytes) so that there are at least as many as processes"
+        )
+    g = torch.Generator().manual_seed(1_000_003 * len(ids) + epoch)
+    mine = {ids[i] for i in torch.randperm(len(ids), generator=g)[rank::world].tolist()}
+    out = [k for k in keys if groups[k[0] if isinstance(k, tuple) else k] in mine]
+    if not even:
+        return out
+    n = len(keys) // world if drop_last else math.ceil(len(keys) / world)
+    if out:
+        out += [out[i % len(out)] for i in range(max(0, n - len(out)))]
+    return out[:n]
 
-    def __init__(self, inner: Any, rank: int, world: int, even: bool, drop_last: bool) -> None:
+
+class ShardSampler(tud.Sampler[Any]):
+    """One process's shard of another sampler's order (see `shard_keys`); `inner` keeps the epoch.
+
+    With `groups` (one group id per item, e.g. the shard file it is stored in), each process takes whole
+    groups instead (see `group_keys`)."""
+
+    def __init__(
+        self,
+        inner: Any,
+        rank: int,
+        world: int,
+        even: bool,
+        drop_last: bool,
+        groups: Sequence[int] | None = None,
+    ) -> None:
         self.inner, self.rank, self.world, self.even, self.drop_last = inner, rank, world, even, drop_last
+        self.groups = groups
         self.skip = 0  # keys of this shard the next pass leaves out at its start (resuming mid-epoch)
+        self._passes = 0  # the epoch, for an inner sampler that does not count them
 
     def __len__(self) -> int:
         n = len(self.inner)
@@ -79,6 +122,13 @@ class ShardSampler(tud.Sampler[Any]):
         return n // self.world if self.drop_last else math.ceil(n / self.world)
 
     def __iter__(self) -> Iterator[Any]:
-        keys = shard_keys(list(iter(self.inner)), self.rank, self.world, self.even, self.drop_last)
+        epoch = getattr(self.inner, "epoch", self._passes)
+        self._passes += 1
+        if self.groups is not None:
+            keys = group_keys(
+                list(iter(self.inner)), self.groups, self.rank, self.world, self.even, self.drop_last, epoch
+            )
+        else:
+            keys = shard_keys(list(iter(self.inner)), self.rank, self.world, self.even, self.drop_last)
         skip, self.skip = self.skip, 0
         return iter(keys[skip:])

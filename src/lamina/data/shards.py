@@ -521,6 +521,13 @@ class Shards(Sequence[ShardKey]):
         split = self._index.column("split").to_numpy()
         return (split == 0).nonzero()[0].tolist(), (split == 1).nonzero()[0].tolist()
 
+    def groups(self) -> list[int]:
+        """The shard file of every item: a distributed run deals whole files to its processes."""
+        out: list[int] = []
+        for s, r in enumerate(self.manifest["shards"]):
+            out += [s] * r["rows"]
+        return out
+
     def getters(self) -> list[Callable[[Any], Any]]:
         """One getter per element, reading it from the shards (what the DataBlock uses instead of its own)."""
         return [_ShardColumn(self, k) for k in range(len(self.kinds))]
