@@ -17,8 +17,11 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def launch(script: Path, args: list[str], world: int = 2, timeout: float = 150) -> None:
-    """Start `script args` as ranks 0..world-1 and wait; a rank that fails fails the test with its log."""
+def launch(
+    script: Path, args: list[str], world: int = 2, timeout: float = 150, check: bool = True
+) -> list[tuple[int, str]]:
+    """Start `script args` as ranks 0..world-1 and wait; a rank that fails fails the test with its log
+    (`check=False`: each rank's exit code and log are returned instead)."""
     port, procs = free_port(), []
     for rank in range(world):
         env = dict(os.environ)
@@ -46,10 +49,11 @@ def launch(script: Path, args: list[str], world: int = 2, timeout: float = 150) 
             if p.poll() is None:
                 p.kill()
                 p.wait()
-    if any(p.returncode != 0 for p in procs):
+    if check and any(p.returncode != 0 for p in procs):
         pytest.fail(
             "\n".join(
                 f"rank {r} (exit {p.returncode}):\n{log[-3000:]}"
                 for r, (p, log) in enumerate(zip(procs, logs, strict=True))
             )
         )
+    return [(p.returncode, log) for p, log in zip(procs, logs, strict=True)]

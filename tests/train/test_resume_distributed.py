@@ -28,6 +28,7 @@ from lamina.data import (
 from lamina.data.shards import Shards, write_shards
 from lamina.train import Callback, Learner
 from lamina.train.callbacks.resume import ResumeCallback
+from lamina.train.checkpoint import read_checkpoint
 
 pytestmark = pytest.mark.distributed
 
@@ -42,6 +43,7 @@ WORKER = textwrap.dedent(
     sys.path[:0] = [sys.argv[3], str(Path(sys.argv[3]).parent)]
     import json
     from test_resume_distributed import CrashAt, make_learner, shard_files
+    from lamina.train import Callback
     from lamina.train.callbacks.resume import ResumeCallback
 
     torch.set_num_threads(1)
@@ -54,6 +56,12 @@ WORKER = textwrap.dedent(
             with probe.distributed():
                 (out / f"files{rank}.json").write_text(json.dumps(shard_files(probe)))
         learn.fit_one_cycle(3, 1e-2)
+    elif mode == "die":  # process 1 is killed in the middle of epoch 1; process 0 must stop, not hang
+        class Die(Callback):
+            def after_batch(self):
+                if self.learn.training and self.learn.epoch == 1 and self.learn.iter == 3 and rank == 1:
+                    os._exit(3)
+        learn.fit_one_cycle(3, 1e-2, cbs=[ResumeCallback(every_batches=2), Die()])
     elif mode == "crash":
         try:
             learn.fit_one_cycle(3, 1e-2, cbs=[ResumeCallback(every_batches=2), CrashAt(epoch=1, batch=4)])
@@ -167,3 +175,18 @@ def test_two_processes_resume_mid_epoch_to_the_same_weights(tmp_path: Path, sour
         assert torch.equal(ref[k], got[k]), k
     assert not ckpt.exists()  # a finished fit removes its resume point
     assert json.dumps(sorted(ref)) == json.dumps(sorted(got))
+
+
+def test_a_killed_process_stops_the_others_with_a_clear_error(tmp_path: Path) -> None:
+    script = tmp_path / "worker.py"
+    script.write_text(WORKER)
+    (code0, log0), (code1, _) = launch(
+        script, [str(tmp_path), "die", str(Path(__file__).parent)], check=False
+    )
+    assert code1 == 3
+    assert code0 != 0 and "PeerLostError" in log0, log0[-3000:]
+    assert "lost contact with another process" in log0 and "help: read the other processes' logs" in log0
+    # the last checkpoint is whole: written after batch 2 of epoch 1 (1-based), before process 1 died
+    _, meta = read_checkpoint(tmp_path / "run" / "models" / "resume.safetensors")
+    state = meta["extra"]["resume"]
+    assert (state["epoch"], state["batches_done"], state["world_size"]) == (1, 2, 2)

@@ -50,6 +50,7 @@ __all__ = [
     "LOCAL_RUN",
     "DistributedRun",
     "LocalRun",
+    "PeerLostError",
     "Run",
     "env_world_size",
     "is_main_process",
@@ -69,6 +70,37 @@ _DTYPES = (
     torch.bool,
 )
 _MAX_DIMS = 8
+
+
+# what gloo / NCCL / the TCP store say when the process at the other end is gone
+_PEER_LOST = (
+    "Connection reset by peer",
+    "Connection closed by peer",
+    "Broken pipe",
+    "Connection refused",
+    "communicator was aborted",
+    "Socket Timeout",
+)
+
+
+class PeerLostError(RuntimeError):
+    """Another process of a distributed run stopped (crashed, killed, machine lost): this one stops too."""
+
+
+def peer_lost(e: BaseException, rank: int, world: int) -> PeerLostError | None:
+    """A `PeerLostError` saying what happened and what to do, when `e` is a collective failing for that
+    reason; None otherwise."""
+    msg = str(e)
+    if not any(p in msg for p in _PEER_LOST):
+        return None
+    first = msg.strip().splitlines()[0][:300] if msg.strip() else type(e).__name__
+    return PeerLostError(
+        f"lamina: process {rank} of {world} lost contact with another process of this distributed run "
+        f"({first}): it stopped, crashed or was killed. This process stops too; checkpoints and exports are "
+        "written whole or not at all, so the last one is intact.\n"
+        "help: read the other processes' logs for the cause, then rerun the same command (with "
+        "ResumeCallback it continues from its last checkpoint, with the same number of processes)"
+    )
 
 
 def env_world_size() -> int:
@@ -149,9 +181,10 @@ class DistributedRun:
             )
         return run
 
-    def stop(self, learn: Learner) -> None:
-        """Put back the plain model and the unsharded loaders (buffers synced from rank 0 first)."""
-        if self.world > 1:
+    def stop(self, learn: Learner, failed: bool = False) -> None:
+        """Put back the plain model and the unsharded loaders (buffers synced from rank 0 first, unless the
+        run `failed`: the other processes may be gone or elsewhere, and a collective would wait for them)."""
+        if self.world > 1 and not failed:
             self.sync_buffers(learn.model)
         learn.model = self.local_model(learn.model)
         for dl in self._shards.values():

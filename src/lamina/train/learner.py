@@ -333,15 +333,22 @@ class Learner:
         if self._dist is not None:
             yield self
             return
-        from lamina.train.distributed import DistributedRun
+        from lamina.train.distributed import DistributedRun, peer_lost
 
         run = DistributedRun.start(self, find_unused_parameters=find_unused_parameters)
         self._dist = run
+        failed = True
         try:
             yield self
+            failed = False
+        except RuntimeError as e:
+            lost = peer_lost(e, run.rank, run.world)
+            if lost is not None:
+                raise lost from e
+            raise
         finally:
             self._dist = None
-            run.stop(self)
+            run.stop(self, failed=failed)
 
     @property
     def run(self) -> Run:
