@@ -1,6 +1,6 @@
 """Stream suite: data past one machine's memory (`lamina.data.shards`, `from_large_parquet`).
 
-Three configurations, in one run:
+Four configurations, in one run:
 
 - `images-per-s`: one pass over the training loader of the MNIST sample (4,000 of 5,000 PNGs, bs 64,
   decoded, no model), read `folder` (the baseline: files in class folders), `shards` (the same DataBlock
@@ -19,6 +19,11 @@ Three configurations, in one run:
   is better); side figures: the peak of its anonymous memory (RSS minus mapped file pages, sampled every
   50 ms) and the wall time.
 
+- `scaling`: `vision_learner(dls, "test_resnet")` trained for 2 epochs on the MNIST shards (bs 64 per
+  process, one torch thread per process), in 1 process and in 2 (`torchrun`'s environment, gloo, each
+  process reading its own shard files). Unit: training images per second over all processes; the note
+  gives the scaling efficiency, 2-process img/s / (2 x 1-process img/s) (1.0: perfect).
+
 `--quick` shrinks everything (600 digits, a 50 MB stream, 200k rows): it checks the plumbing only.
 """
 
@@ -29,6 +34,7 @@ import gc
 import json
 import os
 import shutil
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -63,6 +69,7 @@ class StreamConfig:
     item_kb: int = 100
     table_rows: int = 16_000_000
     train_batches: int = 200
+    scale_epochs: int = 2
 
 
 # -- images: folder, local shards, shards over HTTP ---------------------------------------------------------
@@ -359,6 +366,84 @@ def _table(cfg: StreamConfig, cache: Path) -> ConfigResult:
     return res
 
 
+# -- scaling: 2 processes against 1 --------------------------------------------------------------------------
+def scale_worker(path: str, epochs: int, out: str) -> None:
+    """One process of the `scaling` config (WORLD_SIZE from the launcher): fit, then rank 0 writes JSON."""
+    from lamina.train import accuracy
+    from lamina.vision import ImageDataLoaders, vision_learner
+
+    torch.set_num_threads(1)
+    dls = ImageDataLoaders.from_shards(path, bs=64, seed=0, num_workers=0, device="cpu")
+    torch.manual_seed(0)
+    learn = vision_learner(dls, "test_resnet", pretrained=False, metrics=accuracy)
+    start = time.perf_counter()
+    with quiet():
+        learn.fit(epochs, 1e-2)
+    seconds = time.perf_counter() - start
+    if int(os.environ.get("RANK", "0")) == 0:
+        images = epochs * len(dls.train) * 64 * int(os.environ.get("WORLD_SIZE", "1"))
+        acc = float(learn.recorder.values[-1][2])
+        Path(out).write_text(json.dumps({"seconds": seconds, "images": images, "accuracy": acc}))
+
+
+def _launch(world: int, path: Path, epochs: int) -> Sample:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    with tempfile.TemporaryDirectory() as tmp:
+        out = Path(tmp) / "result.json"
+        code = (
+            f"from benchmarks.stream import scale_worker; scale_worker({str(path)!r}, {epochs}, {str(out)!r})"
+        )
+        procs = []
+        for rank in range(world):
+            env = {
+                **os.environ,
+                "PYTHONPATH": f"{REPO_ROOT}{os.pathsep}{REPO_ROOT / 'src'}",
+                "OMP_NUM_THREADS": "1",
+            }
+            if world > 1:
+                env.update(
+                    RANK=str(rank),
+                    LOCAL_RANK=str(rank),
+                    WORLD_SIZE=str(world),
+                    LOCAL_WORLD_SIZE=str(world),
+                    MASTER_ADDR="127.0.0.1",
+                    MASTER_PORT=str(port),
+                )
+            cmd = [sys.executable, "-c", code]
+            pipe = subprocess.PIPE
+            procs.append(
+                subprocess.Popen(
+                    cmd, env=env, cwd=REPO_ROOT, stdout=pipe, stderr=subprocess.STDOUT, text=True
+                )
+            )
+        logs = [p.communicate(timeout=1800)[0] for p in procs]
+        if any(p.returncode for p in procs) or not out.exists():
+            raise RuntimeError(f"scaling run of {world} process(es) failed:\n{logs[0][-2000:]}")
+        got = json.loads(out.read_text())
+    return Sample(got["images"] / got["seconds"], {"seconds": got["seconds"], "accuracy": got["accuracy"]})
+
+
+def _scaling(cfg: StreamConfig, opts: Options, cache: Path) -> ConfigResult:
+    path = cache / f"mnist-shards-{cfg.images or 'all'}"
+    res = ConfigResult(
+        "scaling", "img/s", lower_is_better=False, baseline="1-process",
+        params={"model": "test_resnet", "bs_per_process": 64, "epochs": cfg.scale_epochs, "threads": 1,
+                "images": cfg.images or 5000},
+    )  # fmt: skip
+    contenders = [
+        Contender("1-process", lambda: _launch(1, path, cfg.scale_epochs)),
+        Contender("2-processes", lambda: _launch(2, path, cfg.scale_epochs)),
+    ]
+    interleave(res, contenders, reps=opts.n_reps(2, 1), warmup=0)
+    one, two = (statistics.median(res.values[k]) for k in ("1-process", "2-processes"))
+    res.notes.append(f"scaling efficiency (2-process img/s / (2 x 1-process img/s)): {two / (2 * one):.2f}")
+    return res
+
+
 def run_suite(opts: Options) -> SuiteResult:
     suite = SuiteResult("stream")
     cfg = (
@@ -373,6 +458,8 @@ def run_suite(opts: Options) -> SuiteResult:
     suite.configs.append(_images(cfg, opts, cache))
     log(f"stream: resuming a {cfg.stream_gb:g} GB stream in the middle of its epoch")
     suite.configs.append(_resume(cfg, cache))
+    log("stream: training on the MNIST shards in 1 process and in 2 (gloo, 1 thread each)")
+    suite.configs.append(_scaling(cfg, opts, cache))
     log(f"stream: peak memory training on a {cfg.table_rows:,}-row parquet table")
     suite.configs.append(_table(cfg, cache))
     return suite
