@@ -213,3 +213,30 @@ def test_writing_refuses_a_used_folder_unsupported_values_and_leaves_nothing(
     three = DataBlock(blocks=(ImageBlock, CategoryBlock, CategoryBlock), n_inp=1)
     with pytest.raises(ValueError, match=r"(?s)holds 2 elements.*3 blocks.*help: read the shards"):
         three.dataloaders(Shards(shards))
+
+
+def test_a_verified_file_is_not_hashed_again(
+    shards: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import lamina.data.shards as mod
+
+    monkeypatch.setenv("LAMINA_HOME", str(tmp_path / "home"))
+    hashed: list[str] = []
+    real = mod._sha256
+
+    def counting(path: Path) -> str:
+        hashed.append(path.name)
+        return real(path)
+
+    monkeypatch.setattr(mod, "_sha256", counting)
+    src = Shards(shards)
+    src.value(src[0], 0)
+    assert sorted(hashed) == ["index.arrow", "shard-00000.arrow"]
+    again = Shards(shards)  # another process or a restart: the markers say these files were checked
+    again.value(again[0], 0)
+    assert len(hashed) == 2
+    bad = _copy(shards, tmp_path)
+    (bad / "shard-00000.arrow").write_bytes((bad / "shard-00000.arrow").read_bytes())  # another file: hashed
+    other = Shards(bad)
+    other.value(other[0], 0)
+    assert hashed[2:] == ["index.arrow", "shard-00000.arrow"]

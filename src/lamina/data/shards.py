@@ -22,6 +22,7 @@ memory-mapped Arrow keeps lamina's seeded order, item seeds and process sharding
 from __future__ import annotations
 
 import bisect
+import contextlib
 import hashlib
 import json
 import os
@@ -197,6 +198,25 @@ def _sha256(path: Path) -> str:
         for chunk in iter(lambda: f.read(1 << 20), b""):
             digest.update(chunk)
     return digest.hexdigest()
+
+
+def _verified(path: Path, sha256: str) -> bool:
+    """Whether the file at `path` has this sha256: hashed once, then remembered (a marker in lamina's
+    cache, keyed by the file's path, inode, size and modification time) so that the next process or run,
+    a loader worker or a restart, does not read every shard again (10 GB: ~9 s of hashing)."""
+    from lamina.data.external import cache_dir
+
+    st = path.stat()
+    key = f"{path.resolve()}|{st.st_ino}|{st.st_size}|{st.st_mtime_ns}|{sha256}"
+    marker = cache_dir() / "shards-verified" / hashlib.sha256(key.encode()).hexdigest()
+    if marker.exists():
+        return True
+    if _sha256(path) != sha256:
+        return False
+    with contextlib.suppress(OSError):  # a read-only cache only costs the next process a re-hash
+        marker.parent.mkdir(parents=True, exist_ok=True)
+        marker.touch()
+    return True
 
 
 def write_shards(
@@ -461,7 +481,7 @@ class Shards(Sequence[ShardKey]):
                 "help: copy the whole shard folder, or write the shards again"
             )
         size = path.stat().st_size
-        if size != rec["bytes"] or (self.verify and _sha256(path) != rec["sha256"]):
+        if size != rec["bytes"] or (self.verify and not _verified(path, rec["sha256"])):
             if self.remote:
                 path.unlink(missing_ok=True)  # a bad cached copy is fetched again next time
             raise ShardError(
