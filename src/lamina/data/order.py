@@ -76,14 +76,12 @@ def group_keys(
 ) -> list[Any]:
     """Process `rank`'s keys when items come in groups (a shard file each): the epoch's groups are
     shuffled and dealt out, and the process keeps the keys of its own groups, in `keys`' order, so that
-    it reads only its own files. `even`: every process gets as many (len // world, or its ceiling without
-    `drop_last`): a process with fewer repeats its first keys, one with more leaves its last ones out."""
+    it reads only its own files (with fewer files than processes, every `world`-th key). `even`: every
+    process gets as many (len // world, or its ceiling without `drop_last`): a process with fewer repeats
+    its first keys, one with more leaves its last ones out."""
     ids = sorted(set(groups))
-    if len(ids) < world:
-        raise ValueError(
-            f"ShardSampler: {len(ids)} shard file(s) for {world} processes: each process needs its own.\n"
-            "help: write smaller shards (shard_bytes) so that there are at least as many as processes"
-        )
+    if len(ids) < world:  # too few files to give each process its own: every world-th key, as without
+        return shard_keys(keys, rank, world, even, drop_last)
     g = torch.Generator().manual_seed(1_000_003 * len(ids) + epoch)
     mine = {ids[i] for i in torch.randperm(len(ids), generator=g)[rank::world].tolist()}
     out = [k for k in keys if groups[k[0] if isinstance(k, tuple) else k] in mine]
