@@ -422,7 +422,10 @@ def _launch(world: int, path: Path, epochs: int) -> Sample:
             )
         logs = [p.communicate(timeout=1800)[0] for p in procs]
         if any(p.returncode for p in procs) or not out.exists():
-            raise RuntimeError(f"scaling run of {world} process(es) failed:\n{logs[0][-2000:]}")
+            codes = [p.returncode for p in procs]
+            raise RuntimeError(
+                f"scaling run of {world} process(es) failed ({codes}):\n" + "\n".join(x[-1500:] for x in logs)
+            )
         got = json.loads(out.read_text())
     return Sample(got["images"] / got["seconds"], {"seconds": got["seconds"], "accuracy": got["accuracy"]})
 
