@@ -30,6 +30,9 @@ How it works, and why:
 
 from __future__ import annotations
 
+import atexit
+import contextlib
+import functools
 import gc
 import os
 from collections.abc import Sequence
@@ -103,6 +106,21 @@ def peer_lost(e: BaseException, rank: int, world: int) -> PeerLostError | None:
     )
 
 
+@functools.cache
+def _leave_group_at_exit() -> None:
+    """Once per process: destroy the process group before the interpreter exits. Left to the interpreter's
+    teardown, gloo's threads sometimes outlive it and the process ends with `terminate called without an
+    active exception` (a non-zero exit after a run that succeeded)."""
+
+    def leave() -> None:
+        from accelerate import PartialState
+
+        with contextlib.suppress(Exception):
+            PartialState().destroy_process_group()
+
+    atexit.register(leave)
+
+
 def env_world_size() -> int:
     """WORLD_SIZE as set by `torchrun` / `accelerate launch` (1 when unset)."""
     try:
@@ -163,6 +181,7 @@ class DistributedRun:
             ) from e
         # lamina's callbacks own precision and compilation: keep Accelerate from applying launch settings
         acc = Accelerator(cpu=learn.dls.device.type == "cpu", mixed_precision="no", dynamo_backend="no")
+        _leave_group_at_exit()
         run = cls(acc, find_unused_parameters)
         raw = unwrap_model(learn.model)
         raw.to(run.device)
