@@ -5,13 +5,12 @@ from __future__ import annotations
 import hashlib
 import io
 import tarfile
-import threading
 import zipfile
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
-from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
+
+from _http import LoopbackServer, serve
 
 __all__ = ["Member", "Served", "cve_chain", "serve", "snapshot", "tar_bytes", "zip_bytes"]
 
@@ -99,59 +98,4 @@ def snapshot(root: Path, skip: Path | None = None) -> dict[str, tuple[str, bytes
     return out
 
 
-@dataclass
-class Served:
-    """What the loopback server serves (path -> bytes), the requests it got, and pauses it makes."""
-
-    files: dict[str, bytes] = field(default_factory=dict)
-    requests: list[str] = field(default_factory=list)
-    stall_after: dict[str, int] = field(default_factory=dict)  # send this many bytes, then wait for release
-    release: threading.Event = field(default_factory=threading.Event)
-    base: str = ""
-
-    def url(self, path: str) -> str:
-        return self.base + path
-
-
-@contextmanager
-def serve() -> Iterator[Served]:
-    """A threaded HTTP server on 127.0.0.1 (a free port) for the duration of the block."""
-    state = Served()
-
-    class Handler(BaseHTTPRequestHandler):
-        def do_GET(self) -> None:
-            state.requests.append(self.path)
-            body = state.files.get(self.path)
-            if body is None:
-                self.send_error(404, "Not Found")
-                return
-            self.send_response(200)
-            self.send_header("Content-Length", str(len(body)))
-            self.end_headers()
-            stall = state.stall_after.get(self.path)
-            try:
-                if stall is not None:
-                    self.wfile.write(body[:stall])
-                    self.wfile.flush()
-                    state.release.wait(30)
-                    body = body[stall:]
-                self.wfile.write(body)
-            except OSError:  # the client was killed
-                pass
-            self.close_connection = True
-
-        def log_message(self, format: str, *args: object) -> None:
-            pass
-
-    httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    httpd.daemon_threads = True
-    thread = threading.Thread(target=httpd.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
-    thread.start()
-    state.base = f"http://127.0.0.1:{httpd.server_address[1]}"
-    try:
-        yield state
-    finally:
-        state.release.set()
-        httpd.shutdown()
-        httpd.server_close()
-        thread.join(timeout=5)
+Served = LoopbackServer  # the tests' loopback HTTP server (tests/_http.py): stalls, counts requests

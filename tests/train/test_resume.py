@@ -14,6 +14,7 @@ import torch
 from safetensors import safe_open
 from torch import nn
 
+from _callbacks import CrashAt
 from lamina.data import CrossEntropyLossFlat, DataLoaders
 from lamina.train import Callback, Learner, accuracy
 from lamina.train.callbacks.resume import ResumeCallback
@@ -200,17 +201,6 @@ def test_each_process_gets_its_own_random_state_row() -> None:
     _set_rng(saved, rank=1)  # rank 1 reads the second row (torch segfaults on a row view: it is copied)
     assert torch.equal(torch.rand(3), expected[0])
     assert random.random() == expected[1] and np.random.rand() == expected[2]
-
-
-class CrashAt(Callback):
-    """Raises after training batch `batch` (0-based) of `epoch`."""
-
-    def __init__(self, epoch: int, batch: int) -> None:
-        self.epoch, self.batch = epoch, batch
-
-    def after_batch(self) -> None:
-        if self.learn.training and self.learn.epoch == self.epoch and self.learn.iter == self.batch:
-            raise RuntimeError("interrupted")
 
 
 def test_resume_from_the_middle_of_an_epoch_gives_the_uninterrupted_run(tmp_path: Path) -> None:

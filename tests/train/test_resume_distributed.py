@@ -26,7 +26,7 @@ from lamina.data import (
     TransformBlock,
 )
 from lamina.data.shards import Shards, write_shards
-from lamina.train import Callback, Learner
+from lamina.train import Learner
 from lamina.train.callbacks.resume import ResumeCallback
 from lamina.train.checkpoint import read_checkpoint
 
@@ -42,7 +42,8 @@ WORKER = textwrap.dedent(
 
     sys.path[:0] = [sys.argv[3], str(Path(sys.argv[3]).parent)]
     import json
-    from test_resume_distributed import CrashAt, make_learner, shard_files
+    from _callbacks import CrashAt
+    from test_resume_distributed import make_learner, shard_files
     from lamina.train import Callback
     from lamina.train.callbacks.resume import ResumeCallback
 
@@ -134,17 +135,6 @@ def make_learner(path: Path, shards: Path | None = None) -> Learner:
     np.random.seed(0)
     model = nn.Sequential(nn.Linear(4, 16), nn.ReLU(), nn.Dropout(0.3), nn.Linear(16, 2))
     return Learner(dls, model, loss_func=CrossEntropyLossFlat(), path=path)
-
-
-class CrashAt(Callback):
-    """Raises after training batch `batch` (0-based) of `epoch`, in every process alike."""
-
-    def __init__(self, epoch: int, batch: int) -> None:
-        self.epoch, self.batch = epoch, batch
-
-    def after_batch(self) -> None:
-        if self.learn.training and self.learn.epoch == self.epoch and self.learn.iter == self.batch:
-            raise RuntimeError("interrupted")
 
 
 @pytest.mark.parametrize("source", ["memory", "shards"])
