@@ -26,16 +26,28 @@ How it works, and why:
   torchmetrics' `dist_reduce_fx`), and `get_preds` gathers the items back into the loader's order.
 - Only the main process prints progress or writes checkpoints and exports.
 - Inside `distributed()`, call `validate`/`get_preds` on the validation set from every process: they gather.
+
+`strategy="fsdp"` (`lamina train --strategy fsdp`) shards instead of copying: torch's FSDP2 `fully_shard`
+on each child module that holds parameters and on the root, so every process holds 1/world of the
+parameters, gradients and optimizer state (the optimizer is built again over the shards). Accelerate
+1.16 applies its FSDP plugin only on GPUs (on CPUs its state stays MULTI_CPU and `prepare_model` returns
+DDP), so lamina calls `fully_shard` itself, on the process group Accelerate started: the same call on a
+CPU (gloo) as on GPUs. Validation gathers the parameters once per pass (`evaluating`), so processes with
+different numbers of validation batches never wait on each other; on leaving the block the full
+parameters are gathered into a plain copy of the model (kept on the CPU meanwhile), so `export`,
+`predict` and `save` work as after a single-process run. The optimizer's state is not carried out of the
+block (a later fit starts a new one).
 """
 
 from __future__ import annotations
 
 import atexit
 import contextlib
+import copy
 import functools
 import gc
 import os
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from typing import TYPE_CHECKING, Any
 
 import torch
@@ -51,6 +63,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "LOCAL_RUN",
+    "STRATEGIES",
     "DistributedRun",
     "LocalRun",
     "PeerLostError",
@@ -121,6 +134,10 @@ def _leave_group_at_exit() -> None:
     atexit.register(leave)
 
 
+#: `Learner.distributed(strategy=...)`: DDP (a whole model per process) or FSDP (everything sharded)
+STRATEGIES = ("ddp", "fsdp")
+
+
 def env_world_size() -> int:
     """WORLD_SIZE as set by `torchrun` / `accelerate launch` (1 when unset)."""
     try:
@@ -154,8 +171,10 @@ def unwrap_model(model: nn.Module) -> nn.Module:
 class DistributedRun:
     """What `Learner.distributed()` sets up (process group, DDP, data shards) and undoes on exit."""
 
-    def __init__(self, accelerator: Accelerator, find_unused_parameters: bool) -> None:
+    def __init__(self, accelerator: Accelerator, find_unused_parameters: bool, strategy: str = "ddp") -> None:
         self.accelerator = accelerator
+        self.strategy = strategy
+        self._plain: nn.Module | None = None  # FSDP: an unsharded copy (on the CPU), filled again at stop
         self.rank: int = accelerator.process_index
         self.world: int = accelerator.num_processes
         self.device: torch.device = accelerator.device
@@ -170,8 +189,17 @@ class DistributedRun:
 
     # -- entering and leaving --------------------------------------------------------------------------------
     @classmethod
-    def start(cls, learn: Learner, find_unused_parameters: bool = False) -> DistributedRun:
-        """Join the process group, wrap the model in DDP and shard the training and validation sets."""
+    def start(
+        cls, learn: Learner, find_unused_parameters: bool = False, strategy: str = "ddp"
+    ) -> DistributedRun:
+        """Join the process group, wrap the model in DDP (or shard it with FSDP) and shard the training and
+        validation sets."""
+        if strategy not in STRATEGIES:
+            raise ValueError(
+                f"Learner.distributed: strategy {strategy!r} is not one of {list(STRATEGIES)}.\n"
+                "help: 'ddp' (a whole model per process) or 'fsdp' (parameters, gradients and optimizer "
+                "state sharded across the processes)"
+            )
         try:
             from accelerate import Accelerator
         except ImportError as e:
@@ -182,19 +210,23 @@ class DistributedRun:
         # lamina's callbacks own precision and compilation: keep Accelerate from applying launch settings
         acc = Accelerator(cpu=learn.dls.device.type == "cpu", mixed_precision="no", dynamo_backend="no")
         _leave_group_at_exit()
-        run = cls(acc, find_unused_parameters)
+        run = cls(acc, find_unused_parameters, strategy)
         raw = unwrap_model(learn.model)
         raw.to(run.device)
         if learn.opt is not None:
             _move_opt_state(learn.opt, run.device)
-        if run.world > 1:
+        if run.world > 1 and strategy == "fsdp":
+            learn.model = run._fully_shard(raw)
+            learn.opt = None  # its parameters were replaced by shards: the fit builds a new one over them
+        elif run.world > 1:
             learn.model = run._wrap(raw)
             seed = run._shared_seed()
             run._shard(learn.dls.train, even=True, seed=seed)
             run._shard(learn.dls.valid, even=False, seed=seed)
         if run.is_main:  # said once, so a run is never distributed (or not) without the user knowing
+            how = "FSDP-sharded" if strategy == "fsdp" and run.world > 1 else "data-parallel"
             print(
-                f"lamina: data-parallel run over {run.world} process(es) on {run.device.type} "
+                f"lamina: {how} run over {run.world} process(es) on {run.device.type} "
                 f"({acc.distributed_type}); bs is per process",
                 flush=True,
             )
@@ -205,6 +237,9 @@ class DistributedRun:
         run `failed`: the other processes may be gone or elsewhere, and a collective would wait for them)."""
         if self.world > 1 and not failed:
             self.sync_buffers(learn.model)
+        if self._plain is not None:
+            learn.model = self._unshard_model(learn.model, failed)
+            learn.opt = None  # it holds the shards; a later fit builds a new optimizer
         learn.model = self.local_model(learn.model)
         for dl in self._shards.values():
             dl.unshard()
@@ -221,9 +256,52 @@ class DistributedRun:
             )
         return ddp(raw, find_unused_parameters=self.find_unused_parameters)
 
+    def _fully_shard(self, raw: nn.Module) -> nn.Module:
+        """Shard `raw` in place with torch's FSDP2 (`fully_shard`): each child holding parameters, then the
+        root, so a forward gathers one child's parameters at a time. A CPU copy is kept to come back to."""
+        from torch.distributed.fsdp import fully_shard
+
+        self._plain = copy.deepcopy(raw).cpu()
+        for child in raw.children():
+            if any(True for _ in child.parameters()):
+                fully_shard(child)
+        fully_shard(raw)
+        return raw
+
+    def _unshard_model(self, model: nn.Module, failed: bool) -> nn.Module:
+        """The plain module again, holding the full parameters gathered from every process."""
+        plain, self._plain = self._plain, None
+        assert plain is not None
+        if failed:
+            return plain.to(self.device)  # the others may be gone: no collective; the weights are the start's
+        from torch.distributed.checkpoint.state_dict import StateDictOptions, get_model_state_dict
+
+        full = get_model_state_dict(model, options=StateDictOptions(full_state_dict=True))
+        tensors = {k: v.detach().cpu() for k, v in full.items() if isinstance(v, Tensor)}
+        plain.load_state_dict(tensors)
+        return plain.to(self.device)
+
+    @contextlib.contextmanager
+    def evaluating(self, model: nn.Module) -> Iterator[None]:
+        """Validation or prediction: an FSDP model's parameters are gathered once (every process at once)
+        and kept for every batch, so that processes with different numbers of batches never wait on each
+        other; for DDP, nothing (validation runs on the unwrapped model)."""
+        from torch.distributed.fsdp import FSDPModule
+
+        mods = [m for m in model.modules() if isinstance(m, FSDPModule)] if self.strategy == "fsdp" else []
+        for m in mods:
+            m.set_reshard_after_forward(False, recurse=False)
+            m.unshard()
+        try:
+            yield
+        finally:
+            for m in mods:
+                m.reshard()
+                m.set_reshard_after_forward(True, recurse=False)
+
     def rewrap(self, learn: Learner) -> None:
         """Wrap the model again after its trainable parameters changed (freeze / unfreeze)."""
-        if self.world <= 1:
+        if self.world <= 1 or self.strategy == "fsdp":  # FSDP2 takes frozen parameters as they come
             return
         raw = unwrap_model(learn.model)
         learn.model = raw
@@ -398,6 +476,11 @@ class LocalRun:
 
     def local_model(self, model: nn.Module) -> nn.Module:
         return model
+
+    @contextlib.contextmanager
+    def evaluating(self, model: nn.Module) -> Iterator[None]:
+        """Nothing to gather in one process."""
+        yield
 
     def sync_buffers(self, model: nn.Module) -> None:
         """One process: its buffers are everyone's."""

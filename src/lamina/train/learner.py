@@ -319,8 +319,9 @@ class Learner:
 
     # -- distributed -----------------------------------------------------------------------------------------
     @contextlib.contextmanager
-    def distributed(self, find_unused_parameters: bool = False) -> Iterator[Learner]:
-        """Data-parallel training across the processes of `accelerate launch` / `torchrun` (Accelerate + DDP).
+    def distributed(self, find_unused_parameters: bool = False, strategy: str = "ddp") -> Iterator[Learner]:
+        """Data-parallel training across the processes of `accelerate launch` / `torchrun` (Accelerate + DDP,
+        or `strategy="fsdp"`: parameters, gradients and optimizer state sharded with torch's FSDP2).
 
         Inside, `learn.model` is the DDP-wrapped model, each process gets its own shard of the training and
         validation sets (`bs` is per process), metrics and `get_preds` gather every process's items, and
@@ -335,7 +336,7 @@ class Learner:
             return
         from lamina.train.distributed import DistributedRun, peer_lost
 
-        run = DistributedRun.start(self, find_unused_parameters=find_unused_parameters)
+        run = DistributedRun.start(self, find_unused_parameters=find_unused_parameters, strategy=strategy)
         self._dist = run
         failed = True
         try:
@@ -437,7 +438,8 @@ class Learner:
         self.dl = dl
         self.training = False
         self.model.eval()
-        self._with_events(self._do_validate, "validate", CancelValid)
+        with self.run.evaluating(self.model):  # FSDP: the parameters gathered once, for every batch
+            self._with_events(self._do_validate, "validate", CancelValid)
 
     def _do_train(self) -> None:
         total = self.n_epoch * max(1, self.n_iter)
