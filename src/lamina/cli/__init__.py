@@ -6,6 +6,7 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import csv
 import json
 import os
@@ -259,11 +260,14 @@ def cmd_train(args: argparse.Namespace) -> int:
         lr = float(args.lr)
     learn.add_cb(TerminateOnNaN(error=True))  # a diverged run stops here: nothing is exported
     start = time.perf_counter()
+    # under torchrun / accelerate launch: DDP by itself, or FSDP when asked (one process: no difference)
+    sharded = learn.distributed(strategy="fsdp") if args.strategy == "fsdp" else contextlib.nullcontext()
     try:
-        if args.pretrained or is_text:
-            learn.fine_tune(epochs, base_lr=lr)
-        else:
-            learn.fit_one_cycle(epochs, lr)
+        with sharded:
+            if args.pretrained or is_text:
+                learn.fine_tune(epochs, base_lr=lr)
+            else:
+                learn.fit_one_cycle(epochs, lr)
     except NonFiniteLossError as e:
         cause = str(e).split("\n")[0].removeprefix("TerminateOnNaN: ")
         raise _UsageError(
@@ -271,6 +275,10 @@ def cmd_train(args: argparse.Namespace) -> int:
             f"help: lower the learning rate (--lr {lr / 100:.0e}), or let lr_find choose one: --lr auto"
         ) from e
     secs = time.perf_counter() - start
+    from lamina.train.distributed import is_main_process
+
+    if not is_main_process():  # under torchrun: the run folder is written once, by process 0
+        return 0
     run = _run_dir(args.out)
     rec = learn.recorder
     with open(run / "metrics.csv", "w", newline="") as f:
@@ -479,6 +487,12 @@ def build_parser() -> argparse.ArgumentParser:
         help="torch.compile the model; 'auto' times eager and compiled steps first and keeps the faster",
     )
     t.add_argument("--out", default=None, help="run folder (default runs/<time>)")
+    t.add_argument(
+        "--strategy",
+        choices=["ddp", "fsdp"],
+        default="ddp",
+        help="under torchrun / accelerate launch: ddp (a whole model per process) or fsdp (sharded)",
+    )
     collab_cli.add_train_args(t)
     t.set_defaults(func=cmd_train)
 
