@@ -6,11 +6,13 @@ from __future__ import annotations
 
 import json
 import textwrap
+import zipfile
 from pathlib import Path
 
 import pytest
 import torch
 from _export_fixture import ToFloatTensor, get_x, get_y, items, tiny_mlp
+from safetensors.torch import load as safetensors_load
 
 from _dist import launch
 from lamina.data import CategoryBlock, DataBlock, IndexSplitter, TransformBlock
@@ -33,10 +35,16 @@ WORKER = textwrap.dedent(
     out, rank = Path(sys.argv[1]), int(os.environ["RANK"])
     learn = make_learner(out)
     full = sum(p.numel() for p in learn.model.parameters())
+    whole = [len(learn.dls.train), len(learn.dls.valid)]
     with learn.distributed(strategy="fsdp"):
         local = sum(p.to_local().numel() for p in learn.model.parameters())
+        batches = [learn.n_batches(learn.dls.train), learn.n_batches(learn.dls.valid)]
         learn.fit_one_cycle(6, 3e-2)
         metrics = learn.validate()
+        # inside the block too, every process calls them: the full weights are gathered, rank 0 writes
+        learn.export(out / "inside.lamina")
+        learn.save(out / "inside.safetensors")
+        still_sharded = sum(p.to_local().numel() for p in learn.model.parameters()) == local
     plain = type(learn.model).__name__
     if rank == 0:
         learn.export(out / "model.lamina")
@@ -44,7 +52,8 @@ WORKER = textwrap.dedent(
         with torch.no_grad():
             save_file({"x": x, "pred": learn.model.eval()(x)}, str(out / "pred.safetensors"))
     (out / f"rank{rank}.json").write_text(
-        json.dumps({"full": full, "local": local, "metrics": metrics, "plain": plain})
+        json.dumps({"full": full, "local": local, "metrics": metrics, "plain": plain, "whole": whole,
+                    "batches": batches, "still_sharded": still_sharded})
     )
     """
 )
@@ -75,14 +84,44 @@ def test_fsdp_shards_trains_and_exports_a_plain_model(tmp_path: Path) -> None:
     for r in ranks:
         assert r["local"] < 0.6 * r["full"]  # each process holds about half of the parameters
         assert r["plain"] == "Sequential"  # after the block: the plain module again
+        assert r["still_sharded"]  # export and save inside the block left the shards as they were
         assert (
             r["metrics"]["accuracy"] >= 0.85
         )  # it learned (3 classes: chance is 1/3) (both see the same validated metrics)
     assert ranks[0]["metrics"] == ranks[1]["metrics"]
+    # data-parallel too: each process trains on half of every epoch and validates its own part (97 items:
+    # 49 and 48, 4 and 3 batches of 16, so the process with fewer batches must not wait on the other)
+    train, valid = ranks[0]["whole"]
+    assert [r["batches"][0] for r in ranks] == [(train + 1) // 2] * 2
+    assert [r["batches"][1] for r in ranks] == [4, 3] and valid == 7
     saved = load_file(str(tmp_path / "pred.safetensors"))
     learn = load_learner(tmp_path / "model.lamina")
     with torch.no_grad():
         torch.testing.assert_close(learn.model.eval()(saved["x"]), saved["pred"])
+
+    # the same file inside the block as after it, laid out as a single process's (names, shapes, dtypes)
+    def weights(path: Path) -> bytes:
+        with zipfile.ZipFile(path) as z:
+            return z.read("weights.safetensors")
+
+    assert weights(tmp_path / "inside.lamina") == weights(tmp_path / "model.lamina")
+    single = make_learner(tmp_path / "single")
+    single.export(tmp_path / "single.lamina")
+    layout = {k: (v.shape, v.dtype) for k, v in safetensors_load(weights(tmp_path / "single.lamina")).items()}
+    exported = safetensors_load(weights(tmp_path / "model.lamina"))
+    assert {k: (v.shape, v.dtype) for k, v in exported.items()} == layout
+
+    # the checkpoint written inside the block loads in one process, weights and optimizer state whole
+    single.load(tmp_path / "inside.safetensors")
+    for k, v in single.model.state_dict().items():
+        torch.testing.assert_close(v, exported[k])
+    ckpt = load_file(str(tmp_path / "inside.safetensors"))
+    assert single.opt is not None
+    params = [p for g in single.opt.param_groups for p in g["params"]]  # the state_dict's numbering
+    moments = [k for k in ckpt if k.endswith(".exp_avg")]
+    assert len(moments) == len(params)
+    for k in moments:
+        assert ckpt[k].shape == params[int(k.split(".")[1])].shape
 
 
 def test_an_unknown_strategy_is_refused(tmp_path: Path) -> None:

@@ -14,7 +14,7 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from lamina.core.files import atomic_write_bytes, remove_stale_temps
-from lamina.train.distributed import unwrap_model
+from lamina.train.distributed import is_sharded_model, unwrap_model
 
 if TYPE_CHECKING:
     from lamina.train.learner import Learner
@@ -42,9 +42,12 @@ def checkpoint_path(learn: Learner, name: str | Path) -> Path:
     return learn.path / learn.model_dir / f"{name}.safetensors"
 
 
-def optimizer_state(opt: torch.optim.Optimizer) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
-    """Split an optimizer's state_dict into tensors and JSON-able data."""
-    sd = opt.state_dict()
+def optimizer_state(
+    opt: torch.optim.Optimizer, sd: dict[str, Any] | None = None
+) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+    """Split an optimizer's state_dict (or `sd`, one already taken: gathered whole under FSDP) into tensors
+    and JSON-able data."""
+    sd = opt.state_dict() if sd is None else sd
     tensors: dict[str, torch.Tensor] = {}
     scalars: dict[str, dict[str, Any]] = {}
     for pid, st in sd["state"].items():
@@ -81,18 +84,21 @@ def save_checkpoint(
     with_opt: bool = True,
     extra: dict[str, Any] | None = None,
     extra_tensors: dict[str, torch.Tensor] | None = None,
+    opt_state: dict[str, Any] | None = None,
 ) -> Path:
     """Write the model's weights (and optimizer state) to one safetensors file, atomically.
 
     `extra` is JSON data and `extra_tensors` tensors stored alongside (a `ResumeCallback` keeps the
-    training position and the random states there).
+    training position and the random states there); `opt_state`: the optimizer's state_dict when already
+    taken (`learn.save` under FSDP gathers it whole first).
     """
     path = checkpoint_path(learn, name)
     model = unwrap_model(learn.model)
+    _refuse_shards(model, "save_checkpoint")
     tensors = {f"model.{k}": v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
     meta: dict[str, Any] = {"format": FORMAT, "format_version": FORMAT_VERSION, "with_opt": False}
     if with_opt and learn.opt is not None:
-        opt_tensors, opt_meta = optimizer_state(learn.opt)
+        opt_tensors, opt_meta = optimizer_state(learn.opt, opt_state)
         tensors.update(opt_tensors)
         meta.update(with_opt=True, opt=opt_meta)
     if extra:
@@ -102,6 +108,18 @@ def save_checkpoint(
     doc = json.dumps(meta)
     atomic_write_bytes(path, lambda tmp: save_file(tensors, tmp, metadata={"lamina": doc}))
     return path
+
+
+def _refuse_shards(model: torch.nn.Module, where: str) -> None:
+    """An FSDP-sharded model's weights are spread over the processes: refuse rather than write or read
+    one process's shard as if it were the model."""
+    if is_sharded_model(model):
+        raise ValueError(
+            f"{where}: the model is sharded across the processes (learn.distributed(strategy='fsdp')); this "
+            "process holds only its part of each weight.\n"
+            "help: inside the FSDP block use learn.save (every process gathers the full weights first) and "
+            "load after the block; ResumeCallback needs strategy='ddp' for now"
+        )
 
 
 def read_checkpoint(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
@@ -151,6 +169,7 @@ def apply_checkpoint(
 ) -> None:
     """Put a read checkpoint's weights (and optimizer state) into `learn`."""
     model = unwrap_model(learn.model)
+    _refuse_shards(model, "load_checkpoint")
     model_sd = {k[len("model.") :]: v for k, v in tensors.items() if k.startswith("model.")}
     device = next(model.parameters(), torch.empty(0)).device
     model.load_state_dict({k: v.to(device) for k, v in model_sd.items()}, strict=strict)

@@ -27,16 +27,19 @@ How it works, and why:
 - Only the main process prints progress or writes checkpoints and exports.
 - Inside `distributed()`, call `validate`/`get_preds` on the validation set from every process: they gather.
 
-`strategy="fsdp"` (`lamina train --strategy fsdp`) shards instead of copying: torch's FSDP2 `fully_shard`
-on each child module that holds parameters and on the root, so every process holds 1/world of the
-parameters, gradients and optimizer state (the optimizer is built again over the shards). Accelerate
-1.16 applies its FSDP plugin only on GPUs (on CPUs its state stays MULTI_CPU and `prepare_model` returns
-DDP), so lamina calls `fully_shard` itself, on the process group Accelerate started: the same call on a
-CPU (gloo) as on GPUs. Validation gathers the parameters once per pass (`evaluating`), so processes with
-different numbers of validation batches never wait on each other; on leaving the block the full
+FSDP: `strategy="fsdp"` (`lamina train --strategy fsdp`) shards the model instead of copying it: torch's
+FSDP2 `fully_shard` on each child module that holds parameters and on the root, so every process holds
+1/world of the parameters, gradients and optimizer state (the optimizer is built again over the shards);
+the data is sharded as for DDP. Accelerate 1.16 applies its FSDP plugin only on GPUs (on CPUs its state
+stays MULTI_CPU and `prepare_model` returns DDP), so lamina calls `fully_shard` itself, on the process
+group Accelerate started: the same call on a CPU (gloo) as on GPUs. Validation gathers the parameters once
+per pass (`evaluating`), so processes with different numbers of validation batches never wait on each
+other. `learn.export` and `learn.save` inside the block gather the full weights (and optimizer state) in
+every process, then rank 0 writes the file a single process would; on leaving the block the full
 parameters are gathered into a plain copy of the model (kept on the CPU meanwhile), so `export`,
 `predict` and `save` work as after a single-process run. The optimizer's state is not carried out of the
-block (a later fit starts a new one).
+block (a later fit starts a new one); loading a checkpoint into the sharded model (`learn.load`,
+`ResumeCallback`) is refused with an error: load after the block, resume with DDP.
 """
 
 from __future__ import annotations
@@ -70,6 +73,7 @@ __all__ = [
     "Run",
     "env_world_size",
     "is_main_process",
+    "is_sharded_model",
     "unwrap_model",
 ]
 
@@ -215,11 +219,13 @@ class DistributedRun:
         raw.to(run.device)
         if learn.opt is not None:
             _move_opt_state(learn.opt, run.device)
-        if run.world > 1 and strategy == "fsdp":
-            learn.model = run._fully_shard(raw)
-            learn.opt = None  # its parameters were replaced by shards: the fit builds a new one over them
-        elif run.world > 1:
-            learn.model = run._wrap(raw)
+        if run.world > 1:
+            if strategy == "fsdp":
+                learn.model = run._fully_shard(raw)
+                learn.opt = None  # its parameters were replaced by shards: the fit builds a new one over them
+            else:
+                learn.model = run._wrap(raw)
+            # both strategies are data-parallel: each process trains on its own part of every epoch
             seed = run._shared_seed()
             run._shard(learn.dls.train, even=True, seed=seed)
             run._shard(learn.dls.valid, even=False, seed=seed)
@@ -274,12 +280,26 @@ class DistributedRun:
         assert plain is not None
         if failed:
             return plain.to(self.device)  # the others may be gone: no collective; the weights are the start's
-        from torch.distributed.checkpoint.state_dict import StateDictOptions, get_model_state_dict
-
-        full = get_model_state_dict(model, options=StateDictOptions(full_state_dict=True))
-        tensors = {k: v.detach().cpu() for k, v in full.items() if isinstance(v, Tensor)}
-        plain.load_state_dict(tensors)
+        _load_full(plain, model)
         return plain.to(self.device)
+
+    @contextlib.contextmanager
+    def gathered(self, learn: Learner, with_opt: bool = False) -> Iterator[dict[str, Any] | None]:
+        """FSDP: inside, `learn.model` is the plain model (on the CPU) holding the full parameters gathered
+        from every process, so `export` and `save` write what a single process would; yields the optimizer's
+        state_dict with its state gathered the same way when `with_opt` (else None). Every process must
+        enter it (collectives). DDP: nothing to gather, yields None."""
+        if self._plain is None:
+            yield None
+            return
+        sharded = learn.model
+        _load_full(self._plain, sharded)
+        opt_state = _full_optimizer_state(learn.opt) if with_opt and learn.opt is not None else None
+        learn.model = self._plain
+        try:
+            yield opt_state
+        finally:
+            learn.model = sharded
 
     @contextlib.contextmanager
     def evaluating(self, model: nn.Module) -> Iterator[None]:
@@ -446,6 +466,38 @@ class DistributedRun:
             m.sync()
 
 
+def is_sharded_model(model: nn.Module) -> bool:
+    """True when `model` holds FSDP shards (DTensor parameters) rather than whole tensors."""
+    import torch.distributed as dist
+
+    if not (dist.is_available() and dist.is_initialized()):
+        return False  # shards need a process group
+    from torch.distributed.tensor import DTensor
+
+    return any(isinstance(p, DTensor) for p in model.parameters())
+
+
+def _load_full(plain: nn.Module, sharded: nn.Module) -> None:
+    """Copy `sharded`'s full state (gathered from every process: a collective) into `plain`, same names."""
+    from torch.distributed.checkpoint.state_dict import StateDictOptions, get_model_state_dict
+
+    full = get_model_state_dict(sharded, options=StateDictOptions(full_state_dict=True))
+    plain.load_state_dict({k: v.detach().cpu() for k, v in full.items() if isinstance(v, Tensor)})
+
+
+def _full_optimizer_state(opt: torch.optim.Optimizer) -> dict[str, Any]:
+    """`opt.state_dict()` with every sharded state tensor gathered whole (on the CPU; a collective, in the
+    same order in every process): the layout a single-process optimizer over the plain model has."""
+    from torch.distributed.tensor import DTensor
+
+    sd = opt.state_dict()
+    state = {
+        pid: {k: v.full_tensor().cpu() if isinstance(v, DTensor) else v for k, v in sorted(st.items())}
+        for pid, st in sorted(sd["state"].items())
+    }
+    return {"state": state, "param_groups": sd["param_groups"]}
+
+
 def _move_opt_state(opt: torch.optim.Optimizer, device: torch.device) -> None:
     for st in opt.state.values():
         for k, v in st.items():
@@ -504,6 +556,11 @@ class LocalRun:
 
     def reduce_metric(self, m: Metric) -> None:
         """One process: the metric's state is already the whole."""
+
+    @contextlib.contextmanager
+    def gathered(self, learn: Learner, with_opt: bool = False) -> Iterator[dict[str, Any] | None]:
+        """One process: the model is whole already."""
+        yield None
 
 
 Run = DistributedRun | LocalRun

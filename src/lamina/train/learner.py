@@ -729,13 +729,15 @@ class Learner:
     def save(self, name: str | Path, with_opt: bool = True) -> Path:
         """Checkpoint the weights (and optimizer state) to `path/model_dir/name.safetensors`, atomically.
 
-        In a distributed run only the main process writes (the others return the same path).
+        In a distributed run only the main process writes (the others return the same path); under FSDP
+        every process first gathers the full weights and optimizer state (same file as a single process).
         """
         from lamina.train.checkpoint import checkpoint_path, save_checkpoint
 
-        if not self.is_main_process:
-            return checkpoint_path(self, name)
-        return save_checkpoint(self, name, with_opt=with_opt)
+        with self.run.gathered(self, with_opt=with_opt) as opt_state:
+            if not self.is_main_process:
+                return checkpoint_path(self, name)
+            return save_checkpoint(self, name, with_opt=with_opt, opt_state=opt_state)
 
     def load(self, name: str | Path, with_opt: bool = True, strict: bool = True) -> Learner:
         """Load a checkpoint written by `save`."""
@@ -747,13 +749,15 @@ class Learner:
     def export(self, path: str | Path = "export.lamina") -> Path:
         """Write a portable, pickle-free file (safetensors weights + a JSON recipe) for `load_learner`.
 
-        In a distributed run only the main process writes.
+        In a distributed run only the main process writes; under FSDP every process first gathers the full
+        weights, so the file is the one a single process would write.
         """
         from lamina.train.export import export_learner
 
-        if not self.is_main_process:
-            return Path(path)
-        return export_learner(self, path)
+        with self.run.gathered(self):
+            if not self.is_main_process:
+                return Path(path)
+            return export_learner(self, path)
 
     def __repr__(self) -> str:
         return f"Learner(model={type(unwrap_model(self.model)).__name__}, cbs={self.cbs})"
