@@ -58,6 +58,33 @@ WORKER = textwrap.dedent(
     """
 )
 
+BF16_WORKER = textwrap.dedent(
+    """
+    import json, os, sys
+    from pathlib import Path
+
+    import torch
+
+    sys.path[:0] = [sys.argv[2], str(Path(sys.argv[2]).parent)]
+    from test_distributed_fsdp import make_learner
+
+    torch.set_num_threads(1)
+    out, rank = Path(sys.argv[1]), int(os.environ["RANK"])
+    learn = make_learner(out)
+    with learn.distributed(strategy="fsdp", mixed_precision="bf16"):
+        learn.fit_one_cycle(6, 3e-2)
+        metrics = learn.validate()
+        with torch.no_grad():
+            computed = str(learn.model(learn.dls.valid.one_batch()[0]).dtype)
+        shards = sorted({str(p.dtype) for p in learn.model.parameters()})
+    if rank == 0:
+        learn.export(out / "model.lamina")
+    (out / f"rank{rank}.json").write_text(
+        json.dumps({"metrics": metrics, "computed": computed, "shards": shards})
+    )
+    """
+)
+
 
 def make_learner(path: Path) -> Learner:
     """The export tests' registered MLP and input transform on 400 rows, the last 97 validating (the two
@@ -128,4 +155,28 @@ def test_an_unknown_strategy_is_refused(tmp_path: Path) -> None:
     learn = make_learner(tmp_path)
     refused = r"(?s)strategy 'zero3' is not one of \['ddp', 'fsdp'\].*help:"
     with pytest.raises(ValueError, match=refused), learn.distributed(strategy="zero3"):
+        pass
+
+
+def test_fsdp_bf16_computes_in_bfloat16_over_float32_shards(tmp_path: Path) -> None:
+    script = tmp_path / "worker.py"
+    script.write_text(BF16_WORKER)
+    launch(script, [str(tmp_path), str(Path(__file__).parent)])
+    ranks = [json.loads((tmp_path / f"rank{r}.json").read_text()) for r in (0, 1)]
+    for r in ranks:
+        assert r["computed"] == "torch.bfloat16"  # the forward ran in bfloat16
+        assert r["shards"] == ["torch.float32"]  # what the optimizer updates stays float32
+        assert r["metrics"]["accuracy"] >= 0.85  # and it still learned (chance: 1/3)
+    learn = load_learner(tmp_path / "model.lamina")  # the export is the float32 model
+    assert {str(v.dtype) for v in learn.model.state_dict().values()} == {"torch.float32"}
+
+
+@pytest.mark.parametrize(("strategy", "precision"), [("ddp", "bf16"), ("fsdp", "fp16"), ("fsdp", "fp8")])
+def test_a_mixed_precision_fsdp_cannot_do_is_refused(tmp_path: Path, strategy: str, precision: str) -> None:
+    learn = make_learner(tmp_path)
+    refused = rf"(?s)mixed_precision '{precision}' with strategy '{strategy}'.*help:"
+    with (
+        pytest.raises(ValueError, match=refused),
+        learn.distributed(strategy=strategy, mixed_precision=precision),
+    ):
         pass

@@ -34,7 +34,9 @@ the data is sharded as for DDP. Accelerate 1.16 applies its FSDP plugin only on 
 stays MULTI_CPU and `prepare_model` returns DDP), so lamina calls `fully_shard` itself, on the process
 group Accelerate started: the same call on a CPU (gloo) as on GPUs. Validation gathers the parameters once
 per pass (`evaluating`), so processes with different numbers of validation batches never wait on each
-other. `learn.export` and `learn.save` inside the block gather the full weights (and optimizer state) in
+other. `mixed_precision="bf16"` (FSDP2's MixedPrecisionPolicy) gathers the parameters and computes in
+bfloat16 while the shards, the optimizer and the gradient reduction stay float32 (it runs on gloo too).
+`learn.export` and `learn.save` inside the block gather the full weights (and optimizer state) in
 every process, then rank 0 writes the file a single process would; on leaving the block the full
 parameters are gathered into a plain copy of the model (kept on the CPU meanwhile), so `export`,
 `predict` and `save` work as after a single-process run. The optimizer's state is not carried out of the
@@ -65,6 +67,7 @@ if TYPE_CHECKING:
     from lamina.train.metrics import Metric
 
 __all__ = [
+    "FSDP_PRECISIONS",
     "LOCAL_RUN",
     "STRATEGIES",
     "DistributedRun",
@@ -140,6 +143,8 @@ def _leave_group_at_exit() -> None:
 
 #: `Learner.distributed(strategy=...)`: DDP (a whole model per process) or FSDP (everything sharded)
 STRATEGIES = ("ddp", "fsdp")
+#: `Learner.distributed(mixed_precision=...)` under FSDP: float32, or bfloat16 compute over float32 shards
+FSDP_PRECISIONS = ("no", "bf16")
 
 
 def env_world_size() -> int:
@@ -175,9 +180,16 @@ def unwrap_model(model: nn.Module) -> nn.Module:
 class DistributedRun:
     """What `Learner.distributed()` sets up (process group, DDP, data shards) and undoes on exit."""
 
-    def __init__(self, accelerator: Accelerator, find_unused_parameters: bool, strategy: str = "ddp") -> None:
+    def __init__(
+        self,
+        accelerator: Accelerator,
+        find_unused_parameters: bool,
+        strategy: str = "ddp",
+        mixed_precision: str = "no",
+    ) -> None:
         self.accelerator = accelerator
         self.strategy = strategy
+        self.mixed_precision = mixed_precision
         self._plain: nn.Module | None = None  # FSDP: an unsharded copy (on the CPU), filled again at stop
         self.rank: int = accelerator.process_index
         self.world: int = accelerator.num_processes
@@ -194,7 +206,11 @@ class DistributedRun:
     # -- entering and leaving --------------------------------------------------------------------------------
     @classmethod
     def start(
-        cls, learn: Learner, find_unused_parameters: bool = False, strategy: str = "ddp"
+        cls,
+        learn: Learner,
+        find_unused_parameters: bool = False,
+        strategy: str = "ddp",
+        mixed_precision: str = "no",
     ) -> DistributedRun:
         """Join the process group, wrap the model in DDP (or shard it with FSDP) and shard the training and
         validation sets."""
@@ -203,6 +219,13 @@ class DistributedRun:
                 f"Learner.distributed: strategy {strategy!r} is not one of {list(STRATEGIES)}.\n"
                 "help: 'ddp' (a whole model per process) or 'fsdp' (parameters, gradients and optimizer "
                 "state sharded across the processes)"
+            )
+        if mixed_precision not in FSDP_PRECISIONS or (mixed_precision != "no" and strategy != "fsdp"):
+            raise ValueError(
+                f"Learner.distributed: mixed_precision {mixed_precision!r} with strategy {strategy!r}; "
+                f"expected one of {list(FSDP_PRECISIONS)}, and 'bf16' only with strategy='fsdp'.\n"
+                "help: distributed(strategy='fsdp', mixed_precision='bf16') computes in bfloat16 over "
+                "float32 shards; for DDP (or fp16 with loss scaling) use learn.to_bf16() / learn.to_fp16()"
             )
         try:
             from accelerate import Accelerator
@@ -214,7 +237,7 @@ class DistributedRun:
         # lamina's callbacks own precision and compilation: keep Accelerate from applying launch settings
         acc = Accelerator(cpu=learn.dls.device.type == "cpu", mixed_precision="no", dynamo_backend="no")
         _leave_group_at_exit()
-        run = cls(acc, find_unused_parameters, strategy)
+        run = cls(acc, find_unused_parameters, strategy, mixed_precision)
         raw = unwrap_model(learn.model)
         raw.to(run.device)
         if learn.opt is not None:
@@ -265,13 +288,21 @@ class DistributedRun:
     def _fully_shard(self, raw: nn.Module) -> nn.Module:
         """Shard `raw` in place with torch's FSDP2 (`fully_shard`): each child holding parameters, then the
         root, so a forward gathers one child's parameters at a time. A CPU copy is kept to come back to."""
-        from torch.distributed.fsdp import fully_shard
+        from torch.distributed.fsdp import MixedPrecisionPolicy, fully_shard
 
+        # bf16: the gathered parameters and the computation in bfloat16, the shards (what the optimizer
+        # updates, what export writes) and the gradient reduction in float32
+        bf16 = self.mixed_precision == "bf16"
+        mp = (
+            MixedPrecisionPolicy(param_dtype=torch.bfloat16, reduce_dtype=torch.float32)
+            if bf16
+            else MixedPrecisionPolicy()
+        )
         self._plain = copy.deepcopy(raw).cpu()
         for child in raw.children():
             if any(True for _ in child.parameters()):
-                fully_shard(child)
-        fully_shard(raw)
+                fully_shard(child, mp_policy=mp)
+        fully_shard(raw, mp_policy=mp)
         return raw
 
     def _unshard_model(self, model: nn.Module, failed: bool) -> nn.Module:

@@ -319,9 +319,12 @@ class Learner:
 
     # -- distributed -----------------------------------------------------------------------------------------
     @contextlib.contextmanager
-    def distributed(self, find_unused_parameters: bool = False, strategy: str = "ddp") -> Iterator[Learner]:
+    def distributed(
+        self, find_unused_parameters: bool = False, strategy: str = "ddp", mixed_precision: str = "no"
+    ) -> Iterator[Learner]:
         """Data-parallel training across the processes of `accelerate launch` / `torchrun` (Accelerate + DDP,
-        or `strategy="fsdp"`: parameters, gradients and optimizer state sharded with torch's FSDP2).
+        or `strategy="fsdp"`: parameters, gradients and optimizer state sharded with torch's FSDP2, with
+        `mixed_precision="bf16"` computing in bfloat16 over float32 shards).
 
         Inside, `learn.model` is the DDP-wrapped model, each process gets its own shard of the training and
         validation sets (`bs` is per process), metrics and `get_preds` gather every process's items, and
@@ -336,7 +339,12 @@ class Learner:
             return
         from lamina.train.distributed import DistributedRun, peer_lost
 
-        run = DistributedRun.start(self, find_unused_parameters=find_unused_parameters, strategy=strategy)
+        run = DistributedRun.start(
+            self,
+            find_unused_parameters=find_unused_parameters,
+            strategy=strategy,
+            mixed_precision=mixed_precision,
+        )
         self._dist = run
         failed = True
         try:
