@@ -16,7 +16,7 @@ from safetensors.torch import load as safetensors_load
 
 from _dist import launch
 from lamina.data import CategoryBlock, DataBlock, IndexSplitter, TransformBlock
-from lamina.train import Learner, accuracy, load_learner
+from lamina.train import GradientAccumulation, Learner, accuracy, load_learner
 
 pytestmark = pytest.mark.distributed
 
@@ -82,6 +82,42 @@ BF16_WORKER = textwrap.dedent(
     (out / f"rank{rank}.json").write_text(
         json.dumps({"metrics": metrics, "computed": computed, "shards": shards})
     )
+    """
+)
+
+# test_distributed's data, model (SGD, no shuffle) and batches: 2 processes of bs 4 = 1 process of bs 8
+MATCH_WORKER = textwrap.dedent(
+    """
+    import json, os, sys
+    from pathlib import Path
+
+    import torch
+    from safetensors.torch import save_file
+
+    sys.path[:0] = [sys.argv[2], str(Path(sys.argv[2]).parent)]
+    from test_distributed import make_learner
+    from lamina.train import GradientAccumulation
+
+    torch.set_num_threads(1)
+    out, rank = Path(sys.argv[1]), int(os.environ["RANK"])
+
+    def weights(learn, name):
+        sd = {k: v.detach().contiguous() for k, v in learn.model.state_dict().items()}
+        save_file(sd, str(out / f"rank{rank}_{name}.safetensors"))
+
+    learn = make_learner(bs=4, path=out)
+    with learn.distributed(strategy="fsdp"):
+        learn.fit(2)
+    weights(learn, "fit")
+
+    # 4 batches, a step every 2: the gradients are reduce-scattered on the stepping batches only
+    learn = make_learner(bs=4, path=out)
+    with learn.distributed(strategy="fsdp"):
+        with torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CPU]) as prof:
+            learn.fit(1, cbs=GradientAccumulation(n_acc=8))
+    reduces = sum(e.count for e in prof.key_averages() if e.key.startswith("FSDP::post_backward_reduce"))
+    weights(learn, "accumulate")
+    (out / f"rank{rank}.json").write_text(json.dumps({"reduces": reduces}))
     """
 )
 
@@ -169,6 +205,30 @@ def test_fsdp_bf16_computes_in_bfloat16_over_float32_shards(tmp_path: Path) -> N
         assert r["metrics"]["accuracy"] >= 0.85  # and it still learned (chance: 1/3)
     learn = load_learner(tmp_path / "model.lamina")  # the export is the float32 model
     assert {str(v.dtype) for v in learn.model.state_dict().values()} == {"torch.float32"}
+
+
+def test_fsdp_ranks_match_one_process_on_combined_batches(tmp_path: Path) -> None:
+    from safetensors.torch import load_file
+    from test_distributed import make_learner as make_tiny
+
+    script = tmp_path / "worker.py"
+    script.write_text(MATCH_WORKER)
+    launch(script, [str(tmp_path), str(Path(__file__).parent)])
+
+    def check(name: str, single: Learner) -> None:
+        ranks = [load_file(str(tmp_path / f"rank{r}_{name}.safetensors")) for r in (0, 1)]
+        for k, v in single.model.state_dict().items():
+            assert torch.equal(ranks[0][k], ranks[1][k]), f"ranks disagree on {k}"
+            torch.testing.assert_close(ranks[0][k], v, atol=1e-5, rtol=1e-5)
+
+    single = make_tiny(bs=8, path=tmp_path / "single")
+    single.fit(2)
+    check("fit", single)
+    single = make_tiny(bs=8, path=tmp_path / "single")
+    single.fit(1, cbs=GradientAccumulation(n_acc=16))
+    check("accumulate", single)
+    # 2 stepping batches of 4, 2 FSDP groups (the two Linear layers; the root holds no parameters of its own)
+    assert [json.loads((tmp_path / f"rank{r}.json").read_text())["reduces"] for r in (0, 1)] == [4, 4]
 
 
 @pytest.mark.parametrize(("strategy", "precision"), [("ddp", "bf16"), ("fsdp", "fp16"), ("fsdp", "fp8")])

@@ -36,6 +36,8 @@ group Accelerate started: the same call on a CPU (gloo) as on GPUs. Validation g
 per pass (`evaluating`), so processes with different numbers of validation batches never wait on each
 other. `mixed_precision="bf16"` (FSDP2's MixedPrecisionPolicy) gathers the parameters and computes in
 bfloat16 while the shards, the optimizer and the gradient reduction stay float32 (it runs on gloo too).
+`learn.no_sync()` (GradientAccumulation) skips the reduce-scatter with FSDP2's
+`set_requires_gradient_sync` (`accelerator.no_sync` does nothing for an FSDP2 module).
 `learn.export` and `learn.save` inside the block gather the full weights (and optimizer state) in
 every process, then rank 0 writes the file a single process would; on leaving the block the full
 parameters are gathered into a plain copy of the model (kept on the CPU meanwhile), so `export`,
@@ -349,6 +351,23 @@ class DistributedRun:
             for m in mods:
                 m.reshard()
                 m.set_reshard_after_forward(True, recurse=False)
+
+    @contextlib.contextmanager
+    def no_sync(self, model: nn.Module) -> Iterator[None]:
+        """Backward passes inside keep their gradients local (gradient accumulation): Accelerate's `no_sync`
+        for DDP; for FSDP2 (no `no_sync` of its own, so Accelerate's would sync anyway) the module's
+        `set_requires_gradient_sync(False)`, the full gradients kept until a synced backward."""
+        from torch.distributed.fsdp import FSDPModule
+
+        if not isinstance(model, FSDPModule):
+            with self.accelerator.no_sync(model):
+                yield
+            return
+        model.set_requires_gradient_sync(False)
+        try:
+            yield
+        finally:
+            model.set_requires_gradient_sync(True)
 
     def rewrap(self, learn: Learner) -> None:
         """Wrap the model again after its trainable parameters changed (freeze / unfreeze)."""

@@ -376,12 +376,11 @@ class Learner:
         return self.run.is_main
 
     def no_sync(self) -> contextlib.AbstractContextManager[None]:
-        """No gradient all-reduce for the backward passes inside (gradient accumulation's non-stepping
-        batches); a no-op outside `learn.distributed()`."""
-        acc = self.accelerator
-        if acc is None:
+        """No gradient all-reduce (FSDP: reduce-scatter) for the backward passes inside (gradient
+        accumulation's non-stepping batches); a no-op outside `learn.distributed()`."""
+        if self._dist is None:
             return contextlib.nullcontext()
-        return acc.no_sync(self.model)
+        return self._dist.no_sync(self.model)
 
     def n_batches(self, dl: AnyLoader) -> int:
         """Batches in one pass over `dl` in this process (a shard of it in a distributed run)."""
