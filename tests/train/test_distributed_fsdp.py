@@ -5,6 +5,7 @@ loads anywhere and predicts what the sharded model did."""
 from __future__ import annotations
 
 import json
+import re
 import textwrap
 import zipfile
 from pathlib import Path
@@ -117,7 +118,17 @@ MATCH_WORKER = textwrap.dedent(
             learn.fit(1, cbs=GradientAccumulation(n_acc=8))
     reduces = sum(e.count for e in prof.key_averages() if e.key.startswith("FSDP::post_backward_reduce"))
     weights(learn, "accumulate")
-    (out / f"rank{rank}.json").write_text(json.dumps({"reduces": reduces}))
+
+    # resume checkpoints of a sharded model: refused in every process before the first batch
+    from lamina.train.callbacks.resume import ResumeCallback
+
+    learn, refused = make_learner(bs=4, path=out), ""
+    with learn.distributed(strategy="fsdp"):
+        try:
+            learn.fit(1, cbs=ResumeCallback())
+        except ValueError as e:
+            refused = str(e)
+    (out / f"rank{rank}.json").write_text(json.dumps({"reduces": reduces, "refused": refused}))
     """
 )
 
@@ -228,7 +239,12 @@ def test_fsdp_ranks_match_one_process_on_combined_batches(tmp_path: Path) -> Non
     single.fit(1, cbs=GradientAccumulation(n_acc=16))
     check("accumulate", single)
     # 2 stepping batches of 4, 2 FSDP groups (the two Linear layers; the root holds no parameters of its own)
-    assert [json.loads((tmp_path / f"rank{r}.json").read_text())["reduces"] for r in (0, 1)] == [4, 4]
+    ranks = [json.loads((tmp_path / f"rank{r}.json").read_text()) for r in (0, 1)]
+    assert [r["reduces"] for r in ranks] == [4, 4]
+    for r in ranks:
+        assert re.search(
+            r"(?s)ResumeCallback inside learn.distributed\(strategy='fsdp'\).*help:", r["refused"]
+        )
 
 
 @pytest.mark.parametrize(("strategy", "precision"), [("ddp", "bf16"), ("fsdp", "fp16"), ("fsdp", "fp8")])

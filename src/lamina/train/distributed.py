@@ -42,8 +42,8 @@ bfloat16 while the shards, the optimizer and the gradient reduction stay float32
 every process, then rank 0 writes the file a single process would; on leaving the block the full
 parameters are gathered into a plain copy of the model (kept on the CPU meanwhile), so `export`,
 `predict` and `save` work as after a single-process run. The optimizer's state is not carried out of the
-block (a later fit starts a new one); loading a checkpoint into the sharded model (`learn.load`,
-`ResumeCallback`) is refused with an error: load after the block, resume with DDP.
+block (a later fit starts a new one). Not supported yet, and refused with an error: `learn.load` into the
+sharded model (load after the block) and `ResumeCallback` (refused when the fit starts; resume with DDP).
 """
 
 from __future__ import annotations
@@ -369,6 +369,23 @@ class DistributedRun:
         finally:
             model.set_requires_gradient_sync(True)
 
+    def check_fit(self, learn: Learner) -> None:
+        """Refuse, in every process before the first batch, what this run cannot do: under FSDP a
+        `ResumeCallback` (its checkpoint is written by rank 0 alone, which cannot gather the shards)."""
+        from lamina.train.callbacks.resume import ResumeCallback
+
+        if (
+            self.world > 1
+            and self.strategy == "fsdp"
+            and any(isinstance(c, ResumeCallback) for c in learn.cbs)
+        ):
+            raise ValueError(
+                "Learner.fit: a ResumeCallback inside learn.distributed(strategy='fsdp'); resume checkpoints "
+                "of a sharded model are not supported yet.\n"
+                "help: resume with strategy='ddp', or checkpoint with learn.save(...) between fits (every "
+                "process calls it; the file holds the full weights)"
+            )
+
     def rewrap(self, learn: Learner) -> None:
         """Wrap the model again after its trainable parameters changed (freeze / unfreeze)."""
         if self.world <= 1 or self.strategy == "fsdp":  # FSDP2 takes frozen parameters as they come
@@ -569,6 +586,9 @@ class LocalRun:
 
     def rewrap(self, learn: Learner) -> None:
         """Nothing to re-wrap without DDP."""
+
+    def check_fit(self, learn: Learner) -> None:
+        """One process can run every fit."""
 
     def is_sharded(self, dl: Any) -> bool:
         return False
