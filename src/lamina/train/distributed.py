@@ -290,7 +290,11 @@ class DistributedRun:
     def _fully_shard(self, raw: nn.Module) -> nn.Module:
         """Shard `raw` in place with torch's FSDP2 (`fully_shard`): each child holding parameters, then the
         root, so a forward gathers one child's parameters at a time. A CPU copy is kept to come back to."""
+        from torch.distributed.device_mesh import init_device_mesh
         from torch.distributed.fsdp import MixedPrecisionPolicy, fully_shard
+
+        # the run's own device: FSDP's default mesh is CUDA whenever CUDA exists, even for a CPU (gloo) run
+        mesh = init_device_mesh(self.device.type, (self.world,))
 
         # bf16: the gathered parameters and the computation in bfloat16, the shards (what the optimizer
         # updates, what export writes) and the gradient reduction in float32
@@ -303,8 +307,8 @@ class DistributedRun:
         self._plain = copy.deepcopy(raw).cpu()
         for child in raw.children():
             if any(True for _ in child.parameters()):
-                fully_shard(child, mp_policy=mp)
-        fully_shard(raw, mp_policy=mp)
+                fully_shard(child, mesh=mesh, mp_policy=mp)
+        fully_shard(raw, mesh=mesh, mp_policy=mp)
         return raw
 
     def _unshard_model(self, model: nn.Module, failed: bool) -> nn.Module:
