@@ -109,6 +109,8 @@ MATCH_WORKER = textwrap.dedent(
     learn = make_learner(bs=4, path=out)
     with learn.distributed(strategy="fsdp"):
         learn.fit(2)
+        preds, targs = learn.get_preds()  # 13 validation items: shards of 7 and 6, gathered in order
+        save_file({"preds": preds, "targs": targs}, str(out / f"rank{rank}_preds.safetensors"))
     weights(learn, "fit")
 
     # 4 batches, a step every 2: the gradients are reduce-scattered on the stepping batches only
@@ -235,6 +237,11 @@ def test_fsdp_ranks_match_one_process_on_combined_batches(tmp_path: Path) -> Non
     single = make_tiny(bs=8, path=tmp_path / "single")
     single.fit(2)
     check("fit", single)
+    preds, targs = single.get_preds()
+    for r in (0, 1):
+        got = load_file(str(tmp_path / f"rank{r}_preds.safetensors"))
+        assert torch.equal(got["targs"], targs)
+        torch.testing.assert_close(got["preds"], preds, atol=1e-5, rtol=1e-5)
     single = make_tiny(bs=8, path=tmp_path / "single")
     single.fit(1, cbs=GradientAccumulation(n_acc=16))
     check("accumulate", single)
