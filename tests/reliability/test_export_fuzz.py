@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from _export_attack_kit import LIMIT_BYTES, export_fixture, members, watched, write
+from _export_attack_kit import LIMIT_BYTES, SECONDS, Meter, export_fixture, members, watched, write
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -82,8 +82,17 @@ def _set(doc: Any, path: tuple[Any, ...], value: Any) -> None:
 
 
 def _check(path: Path, item: Any, name: str) -> None:
-    """The invariant: an ExportError, or a learner that predicts; within the memory and time bounds."""
+    """The invariant: an ExportError, or a learner that predicts; within the memory and time bounds. Over
+    the time bound alone, the case runs once more: a file that is slow to load is slow twice, a pause of
+    the process (a collection of the whole suite's garbage) is not."""
     RAN[name] = RAN.get(name, 0) + 1
+    meter = _load_and_predict(path, item, name)
+    if meter.seconds >= SECONDS and not meter.refused and meter.used <= meter.limit:
+        meter = _load_and_predict(path, item, name)
+    meter.check()
+
+
+def _load_and_predict(path: Path, item: Any, name: str) -> Meter:
     with watched() as meter:
         try:
             learn = load_learner(path)
@@ -98,7 +107,7 @@ def _check(path: Path, item: Any, name: str) -> None:
                 raise
             except Exception as e:  # a recipe with a transform left out: the model gets the wrong input
                 PREDICT_FAILED.append(f"{type(e).__name__}: {str(e)[:80]}")
-    meter.check()
+    return meter
 
 
 def _json_case(m: dict[str, bytes], path: tuple[Any, ...], value: Any, digits: int) -> dict[str, bytes]:
