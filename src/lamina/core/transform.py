@@ -120,10 +120,13 @@ class Transform(metaclass=_TfmMeta):
     - `order`: Pipelines sort their transforms by it (stable).
     - `setup(items)`: learns state from the training items once (a vocabulary, statistics); plain data.
     - `enc`/`dec`: build a transform from plain functions instead of subclassing.
+    - `stores` / `to_stored(values)`: a type transform whose work is worth doing once, when items are
+      written as shards (tokenizing), turns raw values into what the shards hold; its `encodes` takes both.
     """
 
     split_idx: int | None = None
     order: int = 0
+    stores: ClassVar[bool] = False
     _encodes_table: ClassVar[TypeDispatch]
     _decodes_table: ClassVar[TypeDispatch]
 
@@ -164,6 +167,16 @@ class Transform(metaclass=_TfmMeta):
 
     def setup(self, items: Sequence[Any]) -> None:
         """Learn state from the (already transformed) training items; the default learns nothing."""
+
+    def to_stored(self, values: Sequence[Any]) -> list[Any]:
+        """What shards hold for these raw values (with `stores = True`); the default: the values."""
+        return list(values)
+
+    @property
+    def stored_as(self) -> str:
+        """Names what `to_stored` makes (a tokenizer's fingerprint): shards written by one transform are
+        read only by a transform with the same name."""
+        return type(self).__name__
 
     def _apply(self, x: Any, inst: TypeDispatch | None, table: TypeDispatch) -> Any:
         if isinstance(x, tuple):

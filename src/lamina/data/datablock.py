@@ -97,6 +97,10 @@ class DataBlock:
         # blocks hold transforms with setup state (a vocab): make fresh ones for every Datasets
         return [as_block(b) for b in self._block_specs]
 
+    def new_blocks(self) -> list[TransformBlock]:
+        """Fresh blocks (their transforms not set up yet), one per element."""
+        return self._blocks()
+
     def items(self, source: Any) -> Any:
         """The raw items `get_items` finds in `source` (the source itself without `get_items`)."""
         return self._items(source)
@@ -122,9 +126,12 @@ class DataBlock:
     def _element_tfms(self, blocks: Sequence[TransformBlock], source: Any = None) -> list[list[Transform]]:
         getters = self._getters(source)
         out = []
-        for g, b in zip(getters, blocks, strict=True):
+        for k, (g, b) in enumerate(zip(getters, blocks, strict=True)):
             tfms: list[Transform] = [Getter(g)] if g is not None else []
-            out.append(tfms + [as_transform(t) for t in b.type_tfms])
+            type_tfms = [as_transform(t) for t in b.type_tfms]
+            if isinstance(source, Shards):
+                _check_stored(source, k, type_tfms[0] if type_tfms else None)
+            out.append(tfms + type_tfms)
         return out
 
     def _getters(self, source: Any) -> Sequence[GetterFn | None]:
@@ -323,3 +330,16 @@ def _detail(e: Exception, out: TextIO) -> str:
     if out in (sys.stdout, sys.stderr):
         return f" ({type(e).__name__}, below)"
     return f":\n    {type(e).__name__}: {e}"
+
+
+def _check_stored(source: Shards, k: int, first: Transform | None) -> None:
+    """Input k of the shards was stored by a transform (token ids): the block reading it has the same one."""
+    stores = first is not None and first.stores and k < source.n_inp
+    wrote, reads = source.stored[k], first.stored_as if first is not None and stores else None
+    if wrote != reads:
+        raise ValueError(
+            f"DataBlock: element {k} of {source!r} was written as {wrote or 'raw values'}; this DataBlock "
+            f"reads it as {reads or 'raw values'}.\n"
+            "help: read shards with the same blocks (the same tokenizer and max_len) as the DataBlock "
+            "that wrote them"
+        )

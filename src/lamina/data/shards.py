@@ -35,6 +35,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, NamedTuple
 
+from lamina.core.transform import as_transform
 from lamina.data.datasets import describe_item
 
 __all__ = [
@@ -50,9 +51,11 @@ _FORMAT = 1
 _INDEX = "index.arrow"
 _SHARD_RE = re.compile(r"shard-\d{5}\.arrow")
 _SHA_RE = re.compile(r"[0-9a-f]{64}")
+_STORED_RE = re.compile(r"[A-Za-z0-9_.:-]{1,100}")
 _COL_RE = re.compile(r"e\d{1,3}")
 _MAX_MANIFEST_BYTES = 16 << 20
 _MAX_SHARD_BYTES = 2 << 30  # binary columns use 32-bit offsets: a shard stays under 2 GiB
+_CHUNK = 1024  # items whose values are computed (and stored by a type transform, e.g. tokenized) together
 _KINDS = ("bytes", "str", "int", "float", "bool", "list[str]", "list[int]", "list[float]")
 
 
@@ -251,15 +254,14 @@ def write_shards(
         raise ValueError("write_shards: the splitter put no item in the training or validation set")
     getters = list(dblock.getters)
     n_inp = dblock.n_inp
-    first = items[order[0]]
-    values0 = [g(first) if g is not None else first for g in getters]
-    kinds = []
-    for k, v in enumerate(values0):
-        kind = _kind_of(v)
+    storers = _storers(dblock, n_inp)
+    kinds: list[str] = []
+    for k, v in enumerate(_values(items, order[:1], getters, storers)):
+        kind = _kind_of(v[0])
         if kind is None:
             raise TypeError(
-                f"write_shards: element {k} of the first item {describe_item(first)} is {type(v).__name__}, "
-                "which a shard cannot hold.\n"
+                f"write_shards: element {k} of the first item {describe_item(items[order[0]])} is "
+                f"{type(v[0]).__name__}, which a shard cannot hold.\n"
                 "help: shards hold what getters return: file paths, bytes, text, numbers or lists of them"
             )
         kinds.append(kind)
@@ -269,7 +271,9 @@ def write_shards(
     small = [k for k in range(len(kinds)) if k >= n_inp]
     shard_schema = pa.schema([(f"e{k}", _arrow_type(kinds[k])) for k in big])
     index_schema = pa.schema(
-        [("name", pa.string()), ("split", pa.int8())] + [(f"e{k}", _arrow_type(kinds[k])) for k in small]
+        [("name", pa.string()), ("split", pa.int8())]
+        + [(f"e{k}", _arrow_type(kinds[k])) for k in small]
+        + [(f"n{k}", pa.int64()) for k in big if _sized(kinds[k])]
     )
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".partial", dir=out.parent))
@@ -278,29 +282,32 @@ def write_shards(
         writer = _ShardWriter(tmp, shard_schema, shard_bytes, shards)
         index = ArrowWriter(schema=index_schema, path=str(tmp / _INDEX))
         batch: dict[str, list[Any]] = {k: [] for k in index_schema.names}
-        for i in order:
-            item = items[i]
-            row_big, row_small, nbytes = {}, {}, 0
-            for k, g in enumerate(getters):
-                v = _stored(
-                    g(item) if g is not None else item,
-                    kinds[k],
-                    max_item_bytes,
-                    lambda k=k, item=item: f"element {k} of item {describe_item(item)}",  # type: ignore[misc]
-                )
-                if k < n_inp:
-                    row_big[f"e{k}"] = v
-                    nbytes += len(v) if isinstance(v, bytes | str) else 8
-                else:
-                    row_small[f"e{k}"] = v
-            writer.add(row_big, nbytes)
-            batch["name"].append(_item_name(item))
-            batch["split"].append(split_of[i])
-            for col, v in row_small.items():
-                batch[col].append(v)
-            if len(batch["name"]) >= 4096:
-                index.write_batch(batch)
-                batch = {k: [] for k in index_schema.names}
+        for start in range(0, len(order), _CHUNK):
+            chunk = order[start : start + _CHUNK]
+            columns = _values(items, chunk, getters, storers)
+            for j, i in enumerate(chunk):
+                item = items[i]
+                row_big, nbytes = {}, 0
+                for k, values in enumerate(columns):
+                    v = _stored(
+                        values[j],
+                        kinds[k],
+                        max_item_bytes,
+                        lambda k=k, item=item: f"element {k} of item {describe_item(item)}",  # type: ignore[misc]
+                    )
+                    if k < n_inp:
+                        row_big[f"e{k}"] = v
+                        nbytes += _nbytes(v)
+                        if _sized(kinds[k]):
+                            batch[f"n{k}"].append(len(v))
+                    else:
+                        batch[f"e{k}"].append(v)
+                writer.add(row_big, nbytes)
+                batch["name"].append(_item_name(item))
+                batch["split"].append(split_of[i])
+                if len(batch["name"]) >= 4096:
+                    index.write_batch(batch)
+                    batch = {k: [] for k in index_schema.names}
         writer.close()
         if batch["name"]:
             index.write_batch(batch)
@@ -311,7 +318,10 @@ def write_shards(
             "writer": "lamina",
             "items": len(order),
             "n_inp": n_inp,
-            "elements": [{"column": f"e{k}", "kind": kind} for k, kind in enumerate(kinds)],
+            "elements": [
+                {"column": f"e{k}", "kind": kind} | ({"stored": st.stored_as} if st is not None else {})
+                for k, (kind, st) in enumerate(zip(kinds, storers, strict=True))
+            ],
             "index": _file_record(tmp / _INDEX, len(order)),
             "shards": shards,
         }
@@ -323,6 +333,41 @@ def write_shards(
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     return out
+
+
+def _nbytes(v: Any) -> int:
+    """About what a stored value takes in a shard (for cutting shards at `shard_bytes`)."""
+    return 8 * len(v) if isinstance(v, list) else len(v) if isinstance(v, bytes | str) else 8
+
+
+def _sized(kind: str) -> bool:
+    """Whether an input of this kind has a length the index records (bytes, characters, list entries)."""
+    return kind in ("bytes", "str") or kind.startswith("list[")
+
+
+def _storers(dblock: Any, n_inp: int) -> list[Any]:
+    """Per element, the input's first type transform when it stores something other than the raw value."""
+    out: list[Any] = []
+    for k, b in enumerate(dblock.new_blocks()):
+        tfms = [as_transform(t) for t in b.type_tfms] if k < n_inp else []
+        out.append(tfms[0] if tfms and tfms[0].stores else None)
+    return out
+
+
+def _values(
+    items: Any, chunk: Sequence[int], getters: Sequence[Any], storers: Sequence[Any]
+) -> list[list[Any]]:
+    """Each element's values for the items at `chunk`: the getter's outputs, through the element's storer."""
+    columns = []
+    for g, st in zip(getters, storers, strict=True):
+        raw = [g(items[i]) if g is not None else items[i] for i in chunk]
+        if st is not None:
+            stored = list(st.to_stored(raw))
+            if len(stored) != len(raw):
+                raise ValueError(f"write_shards: {st!r}.to_stored gave {len(stored)} values for {len(raw)}")
+            raw = stored
+        columns.append(raw)
+    return columns
 
 
 def _item_name(item: Any) -> str:
@@ -366,6 +411,8 @@ def _check_manifest(m: Any, where: str) -> dict[str, Any]:
         raise bad(f"n_inp {n_inp} for {len(elements)} elements")
     for k, e in enumerate(elements):
         if not isinstance(e, dict) or e.get("column") != f"e{k}" or e.get("kind") not in _KINDS:
+            raise bad(f"element {k} is {_short_repr(e)}")
+        if not set(e) <= {"column", "kind", "stored"} or not _STORED_RE.fullmatch(str(e.get("stored", "-"))):
             raise bad(f"element {k} is {_short_repr(e)}")
     record(m.get("index"), lambda f: f == _INDEX)
     shards = m.get("shards")
@@ -424,6 +471,7 @@ class Shards(Sequence[ShardKey]):
         self.manifest = _check_manifest(self._read_manifest(), repr(self._where(MANIFEST)))
         self.n_inp: int = self.manifest["n_inp"]
         self.kinds: list[str] = [e["kind"] for e in self.manifest["elements"]]
+        self.stored: list[str | None] = [e.get("stored") for e in self.manifest["elements"]]
         records = self.manifest["shards"]
         self._starts = [0]
         for r in records:
@@ -435,7 +483,8 @@ class Shards(Sequence[ShardKey]):
     @property
     def _index(self) -> Any:
         if self._index_table is None:
-            columns = [("name", "str"), ("split", "int8"), *self._small()]
+            sized = [(f"n{k}", "int") for k in range(self.n_inp) if _sized(self.kinds[k])]
+            columns = [("name", "str"), ("split", "int8"), *self._small(), *sized]
             self._index_table = self._open(self.manifest["index"], columns)
         return self._index_table
 
@@ -547,6 +596,13 @@ class Shards(Sequence[ShardKey]):
         for s, r in enumerate(self.manifest["shards"]):
             out += [s] * r["rows"]
         return out
+
+    def sizes(self, k: int = 0) -> Any:
+        """The length of input element `k` of every item (bytes, characters or token ids), read from the
+        index alone: a text loader buckets by length without opening a shard."""
+        if not (0 <= k < self.n_inp and _sized(self.kinds[k])):
+            raise ValueError(f"Shards: element {k} is not an input with recorded sizes (kinds {self.kinds})")
+        return self._index.column(f"n{k}").to_numpy()
 
     def getters(self) -> list[Callable[[Any], Any]]:
         """One getter per element, reading it from the shards (what the DataBlock uses instead of its own)."""

@@ -1,6 +1,8 @@
-"""Text data: TextBlock, TextDataLoaders (from a DataFrame, a CSV or a folder per class), batches by length.
+"""Text data: TextBlock, TextDataLoaders (from a DataFrame, a CSV, a folder per class or shards), batches by
+length.
 
-Texts are tokenized once per dataset, in batches through the fast tokenizer, and cached as token ids.
+Texts are tokenized once per dataset, in batches through the fast tokenizer, and cached as token ids (or,
+for a corpus past memory, written once as token ids in shards: `write_shards`, `from_shards`).
 Training batches are drawn from buckets of similar length (shuffled) and validation batches go by length,
 so dynamic padding (each batch padded to its longest text, with -1) wastes little.
 """
@@ -31,6 +33,7 @@ from lamina.data import (
 )
 from lamina.data.blocks import block_tfms
 from lamina.data.datasets import Getter, get_item
+from lamina.data.shards import Shards
 from lamina.text.losses import TextLMLoss
 from lamina.text.tokenize import Tokenize
 
@@ -221,6 +224,9 @@ class TextDataLoaders(DataLoaders):
         getter = first if isinstance(first, Getter) else None
 
         def sizes(idxs: Sequence[int]) -> list[int]:
+            if isinstance(dsets.items, Shards) and dsets.items.kinds[0] == "list[int]":  # ids in shards
+                n = dsets.items.sizes(0)
+                return [min(int(n[i]), tok.max_len) for i in idxs]
             raw = [get_item(dsets.items, i) for i in idxs]
             return tok.lengths([getter(r) for r in raw] if getter is not None else raw)
 
@@ -339,6 +345,31 @@ class TextDataLoaders(DataLoaders):
             device,
             num_workers,
         )
+
+    @classmethod
+    def from_shards(
+        cls,
+        location: str | Path,
+        model: str | Path | None = None,
+        tokenizer: Tokenizer | Tokenize | None = None,
+        max_len: int | None = None,
+        y_block: TransformBlock | Callable[[], TransformBlock] | None = None,
+        bs: int = 16,
+        seed: int | None = None,
+        device: torch.device | str | None = None,
+        num_workers: int | None = 0,
+        cache: str | Path | None = None,
+    ) -> TextDataLoaders:
+        """Token ids and labels from shards (a folder or an http(s) URL) that `write_shards` wrote from a
+        DataBlock of `TextBlock` (same model or tokenizer, same max_len) and a label block: the texts were
+        tokenized once, when written; here nothing is tokenized or held in memory, and batches go by the
+        lengths in the shards' index."""
+        text_block = TextBlock(model, tokenizer=tokenizer, max_len=max_len)
+        yb = y_block if isinstance(y_block, TransformBlock) else (y_block or CategoryBlock)()
+        blocks = [text_block, yb]
+        dsets = DataBlock(blocks=blocks, n_inp=1).datasets(Shards(location, cache=cache))
+        _check_labels(dsets, blocks)
+        return cls.from_datasets(dsets, blocks, bs=bs, seed=seed, device=device, num_workers=num_workers)
 
     @classmethod
     def from_csv(

@@ -9,6 +9,7 @@ the Rust tokenizer (`encode_batch`, all cores), when the pipeline is set up (tra
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 import warnings
@@ -201,11 +202,14 @@ class Tokenize(Transform):
 
     `max_len`: longer texts are cut there (special tokens kept) and a warning says how many were cut.
     Texts seen at setup (training) and check (validation) are tokenized in batches once and cached, so a
-    loader only looks them up; a text not seen before (predict) is tokenized on its own.
+    loader only looks them up; a text not seen before (predict) is tokenized on its own. Shards hold the
+    token ids instead (`to_stored`, once, when written): a list of ids is taken as is, nothing cached.
 
     >>> tok = Tokenize.from_pretrained("all-MiniLM-L6-v2")   # doctest: +SKIP
     >>> tok("a fine dress")                                     # TensorText([101, 1037, 2986, 4377, 102])
     """
+
+    stores = True
 
     def __init__(self, tokenizer: Tokenizer, max_len: int = _MAX_LEN_CAP) -> None:
         super().__init__()
@@ -267,19 +271,38 @@ class Tokenize(Transform):
             )
         return out
 
+    def to_stored(self, values: Sequence[Any]) -> list[Any]:
+        """Token ids (lists of int) of texts, for shards: a corpus is tokenized once, when written."""
+        return [ids.tolist() for ids in self.encode_texts(list(values), "texts written as shards")]
+
+    @property
+    def stored_as(self) -> str:
+        """The tokenizer's fingerprint: token ids in shards are read only by the tokenizer that wrote them."""
+        doc = self.tokenizer.to_str().encode()
+        return f"Tokenize-{hashlib.sha256(doc).hexdigest()[:16]}-{self.max_len}"
+
     def prime(self, texts: Iterable[Any], what: str = "texts") -> None:
-        """Tokenize (in batches) and cache the texts not cached yet."""
-        todo = list(dict.fromkeys(t for t in texts if not isinstance(t, str) or t not in self._cache))
+        """Tokenize (in batches) and cache the texts not cached yet; token ids (shards) need nothing, and
+        their first item says so without reading the others."""
+        todo: list[Any] = []
+        seen: set[str] = set()
+        for t in texts:
+            if isinstance(t, list):
+                return
+            if not isinstance(t, str) or (t not in self._cache and t not in seen):
+                todo.append(t)
+                if isinstance(t, str):
+                    seen.add(t)
         if not todo:
             return
         for t, ids in zip(todo, self.encode_texts(todo, what), strict=True):
             self._cache[t] = ids
 
-    def lengths(self, texts: Iterable[str]) -> list[int]:
-        """The number of tokens of each text (tokenizing those not cached yet)."""
+    def lengths(self, texts: Iterable[str | list[int]]) -> list[int]:
+        """The number of tokens of each text (tokenizing those not cached yet) or list of token ids."""
         texts = list(texts)
         self.prime(texts)
-        return [len(self._cache[t]) for t in texts]
+        return [min(len(t), self.max_len) if isinstance(t, list) else len(self._cache[t]) for t in texts]
 
     def setup(self, items: Sequence[Any]) -> None:
         self.prime(items, "training texts")
@@ -297,6 +320,20 @@ class Tokenize(Transform):
         if ids is None:
             ids = self.encode_texts([x], "text")[0]
         return torch.from_numpy(ids).long().as_subclass(TensorText)
+
+    @encodes
+    def ids(self, x: list) -> TensorText:
+        """Token ids as stored in shards: checked against the vocabulary, cut at max_len like a text."""
+        try:
+            t = torch.as_tensor(x if x else [self._fallback_id()], dtype=torch.long)[: self.max_len]
+        except (TypeError, ValueError, RuntimeError, OverflowError):
+            t = torch.zeros(0, 0)
+        if t.ndim != 1 or int(t.min()) < 0 or int(t.max()) >= self.vocab_size:
+            raise ValueError(
+                f"Tokenize: token ids {x[:8]!r}... are not ids of this tokenizer (vocabulary of "
+                f"{self.vocab_size}).\nhelp: read shards with the tokenizer (TextBlock model) that wrote them"
+            )
+        return t.as_subclass(TensorText)
 
     @encodes
     def not_text(self, x: int | float | bool | None) -> TensorText:
