@@ -10,6 +10,7 @@ import argparse
 import importlib
 import sys
 import tempfile
+import time
 import traceback
 from collections.abc import Sequence
 from pathlib import Path
@@ -106,12 +107,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     failed = False
     for name in names:
         module = importlib.import_module(f"benchmarks.{SUITES[name]}")
+        started = time.perf_counter()
         try:
             res: SuiteResult = module.run_suite(opts)
         except Exception as e:
             failed = True
             traceback.print_exc()
             res = SuiteResult(name, notes=[f"suite failed: {type(e).__name__}: {e}"])
+        res.notes.append(f"suite took {time.perf_counter() - started:.1f} s")
         results.append(res)
         print(format_table(res), flush=True)
         print(flush=True)

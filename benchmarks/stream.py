@@ -24,7 +24,7 @@ Four configurations, in one run:
   process reading its own shard files). Unit: training images per second over all processes; the note
   gives the scaling efficiency, 2-process img/s / (2 x 1-process img/s) (1.0: perfect).
 
-`--quick` shrinks everything (600 digits, a 50 MB stream, 200k rows): it checks the plumbing only.
+`--quick` shrinks everything (600 digits, a 50 MB stream, 50k rows, one resume): it checks the plumbing only.
 """
 
 from __future__ import annotations
@@ -223,7 +223,7 @@ def _stream_learner(path: Path, run: Path) -> Any:
     return Learner(dls, nn.Linear(16, 2), path=run)
 
 
-def _resume(cfg: StreamConfig, cache: Path) -> ConfigResult:
+def _resume(cfg: StreamConfig, cache: Path, quick: bool = False) -> ConfigResult:
     from lamina.train import Callback
     from lamina.train.callbacks.resume import ResumeCallback
 
@@ -260,7 +260,8 @@ def _resume(cfg: StreamConfig, cache: Path) -> ConfigResult:
             _stream_learner(path, run).fit(1, cbs=[t.cb])
         return Sample(t.seconds)
 
-    interleave(res, [Contender("fresh", fresh), Contender("restart", restart)], reps=3, warmup=1)
+    reps = 1 if quick else 3
+    interleave(res, [Contender("fresh", fresh), Contender("restart", restart)], reps=reps, warmup=1 - quick)
     shutil.rmtree(run, ignore_errors=True)
     return res
 
@@ -455,7 +456,7 @@ def _scaling(cfg: StreamConfig, opts: Options, cache: Path) -> ConfigResult:
 def run_suite(opts: Options) -> SuiteResult:
     suite = SuiteResult("stream")
     cfg = (
-        StreamConfig(images=600, stream_gb=0.05, table_rows=200_000, train_batches=20)
+        StreamConfig(images=600, stream_gb=0.05, table_rows=50_000, train_batches=20)
         if opts.quick
         else StreamConfig()
     )
@@ -465,7 +466,7 @@ def run_suite(opts: Options) -> SuiteResult:
     log("stream: images per second from a folder, local shards and shards over HTTP")
     suite.configs.append(_images(cfg, opts, cache))
     log(f"stream: resuming a {cfg.stream_gb:g} GB stream in the middle of its epoch")
-    suite.configs.append(_resume(cfg, cache))
+    suite.configs.append(_resume(cfg, cache, opts.quick))
     log("stream: training on the MNIST shards in 1 process and in 2 (gloo, 1 thread each)")
     suite.configs.append(_scaling(cfg, opts, cache))
     log(f"stream: peak memory training on a {cfg.table_rows:,}-row parquet table")
