@@ -6,6 +6,7 @@ The decisions are made once, on the whole frame before the split, and kept as a 
 
 from __future__ import annotations
 
+from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -159,7 +160,7 @@ def plan_columns(
 ) -> ColumnPlan:
     """Decide each column's kind: given names are kept as given (and checked); the rest are inferred."""
     cols = [str(c) for c in df.columns]
-    dupes = sorted({c for c in cols if cols.count(c) > 1})
+    dupes = sorted(c for c, n in Counter(cols).items() if n > 1)
     if dupes:
         raise ValueError(
             f"tabular: duplicate column names {dupes[:10]}.\n"
