@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+from _text_kit import word_tokenizer
 
 from lamina.cli import main
 
@@ -84,3 +85,35 @@ def test_example_runs(tmp_path: Path, model_folder: Path) -> None:
     )
     assert res.returncode == 0, res.stderr[-2000:]
     assert out.is_file() and "reloaded export predicts" in res.stdout
+
+
+@pytest.mark.slow
+def test_shard_a_table_of_texts_then_train_is_the_tables_run(
+    tmp_path: Path, model_folder: Path, reviews: pd.DataFrame, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`lamina shard reviews.csv --text-col ...` writes token ids; `lamina train SHARDS` trains on them the
+    same run as `lamina train reviews.csv --text-col ...` (same split, batches and losses)."""
+    csv = tmp_path / "reviews.csv"
+    reviews.rename(columns={"text": "Review", "label": "Rating"}).to_csv(csv, index=False)
+    cols = ["--text-col", "Review", "--label-col", "Rating", "--model", str(model_folder)]
+    shards = tmp_path / "text-shards"
+    assert main(["shard", str(csv), *cols, "--out", str(shards), "--shard-mb", "0.01"]) == 0
+    said = capsys.readouterr().out
+    assert f"wrote {len(reviews)} texts" in said and "tokens" in said and f"lamina train {shards}" in said
+    runs = {}
+    for name, source in (
+        ("table", [str(csv), *cols]),
+        ("shards", [str(shards), "--model", str(model_folder)]),
+    ):
+        out = tmp_path / name
+        assert main(["train", *source, "--epochs", "1", "--lr", "3e-3", "--out", str(out)]) == 0
+        runs[name] = pd.read_csv(out / "metrics.csv")
+        assert (out / "model.lamina").is_file() and (out / "results.csv").is_file()
+    table, sharded = runs["table"], runs["shards"]
+    assert list(table.columns) == list(sharded.columns)
+    pd.testing.assert_frame_equal(table.drop(columns="time"), sharded.drop(columns="time"), atol=1e-5)
+    other = word_tokenizer(special=("[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", "[X]"))
+    (tmp_path / "other").mkdir()
+    other.save(str(tmp_path / "other" / "tokenizer.json"))
+    assert main(["train", str(shards), "--model", str(tmp_path / "other"), "--epochs", "1"]) == 2
+    assert "written as Tokenize-" in capsys.readouterr().err

@@ -9,7 +9,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from lamina.data import DataLoaders
+    import pandas as pd
+
+    from lamina.data import DataBlock, DataLoaders
     from lamina.train import Learner
 
 __all__ = [
@@ -22,6 +24,7 @@ __all__ = [
     "save_text_results",
     "text_dataloaders",
     "text_learner",
+    "text_shard_block",
     "wants_text",
 ]
 
@@ -60,9 +63,14 @@ def is_text_folder(path: Path) -> bool:
 
 
 def wants_text(args: argparse.Namespace) -> bool:
-    """Whether `lamina train` was asked for a text model: --text-col, or a folder of .txt files."""
+    """Whether `lamina train` was asked for a text model: --text-col, a folder of .txt files, or shards of
+    token ids."""
+    from lamina.cli.shard import holds_text, is_shards
+
     if getattr(args, "text_col", None) is not None:
         return True
+    if args.path is not None and is_shards(args.path):
+        return holds_text(args.path)
     return args.path is not None and is_text_folder(Path(args.path))
 
 
@@ -71,13 +79,18 @@ def _col(v: str | None) -> int | str | None:
 
 
 def text_dataloaders(args: argparse.Namespace) -> DataLoaders:
+    from lamina.cli.shard import is_shards
     from lamina.text import TextDataLoaders
 
+    # the image default (64) is large for fine-tuning: 16 gives more steps for the same compute
+    bs = args.bs if args.bs != 64 else 16
+    if args.path is not None and is_shards(args.path):
+        return TextDataLoaders.from_shards(
+            args.path, model=args.model, max_len=args.max_len, seed=args.seed, bs=bs
+        )
     path = Path(args.path)
     if not path.exists():
         raise FileNotFoundError(f"{str(path)!r} does not exist.\nhelp: check the path")
-    # the image default (64) is large for fine-tuning: 16 gives more steps for the same compute
-    bs = args.bs if args.bs != 64 else 16
     if path.is_dir():
         if getattr(args, "text_col", None) is not None:
             raise ValueError(
@@ -101,13 +114,7 @@ def text_dataloaders(args: argparse.Namespace) -> DataLoaders:
             f"{str(path)!r} is neither a folder nor a table (.csv, .tsv, .parquet).\n"
             "help: pass a CSV with --text-col and --label-col, or a folder of .txt files per class"
         )
-    import pandas as pd
-
-    df = (
-        pd.read_parquet(path)
-        if path.suffix.lower() == ".parquet"
-        else pd.read_csv(path, sep="\t" if path.suffix.lower() == ".tsv" else ",")
-    )
+    df = _read_table(path)
     return TextDataLoaders.from_df(
         df,
         text_col=_col(args.text_col) or 0,
@@ -120,6 +127,38 @@ def text_dataloaders(args: argparse.Namespace) -> DataLoaders:
         seed=args.seed,
         bs=bs,
     )
+
+
+def _read_table(path: Path) -> pd.DataFrame:
+    import pandas as pd
+
+    if path.suffix.lower() == ".parquet":
+        return pd.read_parquet(path)
+    return pd.read_csv(path, sep="\t" if path.suffix.lower() == ".tsv" else ",")
+
+
+def text_shard_block(args: argparse.Namespace) -> tuple[DataBlock, pd.DataFrame]:
+    """The DataBlock and table that `lamina shard TABLE --text-col C` writes: the rows, labels and split
+    `lamina train TABLE --text-col C` would use, the texts as token ids."""
+    from lamina.text import TextDataLoaders
+
+    path = Path(args.path) if args.path is not None else Path()
+    if not path.is_file() or path.suffix.lower() not in _TABLE_SUFFIXES:
+        raise ValueError(
+            f"lamina shard --text-col reads a table (.csv, .tsv, .parquet); {str(path)!r} is not one.\n"
+            "help: lamina shard reviews.csv --text-col Review --label-col Rating --out text-shards/"
+        )
+    block = TextDataLoaders.df_block(
+        text_col=_col(args.text_col) or 0,
+        label_col=_col(args.label_col),
+        model=args.model,
+        max_len=args.max_len,
+        label_delim=args.label_delim,
+        valid_col=_col(args.valid_col),
+        valid_pct=args.valid_pct,
+        seed=args.seed,
+    )
+    return block, _read_table(path)
 
 
 def text_learner(args: argparse.Namespace, dls: DataLoaders) -> Learner:

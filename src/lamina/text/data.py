@@ -290,45 +290,8 @@ class TextDataLoaders(DataLoaders):
         has a mask token). Rows without a text are left out with a warning (`drop_missing=False` refuses
         them); a column of numbers is refused.
         """
-        cols = list(df.columns)
-
-        def name(c: str | int | None) -> Any:
-            if c is None:
-                return None
-            if isinstance(c, int) and c not in cols:
-                if not 0 <= c < len(cols):
-                    raise IndexError(
-                        f"TextDataLoaders: column position {c} outside the table's {len(cols)} columns"
-                    )
-                return cols[c]
-            if c not in cols:
-                raise KeyError(
-                    f"TextDataLoaders: no column {c!r}; the table has {cols[:20]}.\n"
-                    "help: pass text_col= / label_col= (or --text-col / --label-col) naming one of them"
-                )
-            return c
-
-        tcol, lcol, vcol = name(text_col), None if is_lm else name(label_col), name(valid_col)
-        texts = df[tcol].tolist()
-        keep = _check_texts(texts, str(tcol), drop_missing)
-        labels = df[lcol].tolist() if lcol is not None else None
-        if labels is not None:
-            empty = [
-                i
-                for i in keep
-                if labels[i] is None or (isinstance(labels[i], float) and math.isnan(labels[i]))
-            ]
-            if empty and label_delim is None:
-                raise ValueError(
-                    f"TextDataLoaders: {len(empty)} rows have no label in column {lcol!r} "
-                    f"(e.g. rows {empty[:5]}).\n"
-                    "help: drop them (df.dropna(subset=[label_col])) or fill them"
-                )
-        valid_flags = [bool(v) for v in df[vcol].tolist()] if vcol is not None else None
-        items = [
-            (texts[i], labels[i] if labels is not None else None, valid_flags[i] if valid_flags else False)
-            for i in keep
-        ]
+        reader = _DfItems(text_col, label_col, valid_col, is_lm, drop_missing, label_delim)
+        items = reader(df)
         return cls._from_items(
             items,
             model,
@@ -337,7 +300,7 @@ class TextDataLoaders(DataLoaders):
             y_block,
             label_delim,
             valid_pct,
-            valid_flags is not None,
+            valid_col is not None,
             is_lm,
             causal,
             bs,
@@ -345,6 +308,37 @@ class TextDataLoaders(DataLoaders):
             device,
             num_workers,
         )
+
+    @staticmethod
+    def df_block(
+        text_col: str | int = 0,
+        label_col: str | int | None = 1,
+        model: str | Path | None = None,
+        tokenizer: Tokenizer | Tokenize | None = None,
+        max_len: int | None = None,
+        y_block: TransformBlock | Callable[[], TransformBlock] | None = None,
+        label_delim: str | None = None,
+        valid_pct: float = 0.2,
+        valid_col: str | int | None = None,
+        drop_missing: bool = True,
+        seed: int | None = None,
+    ) -> DataBlock:
+        """The DataBlock `from_df` uses, reading a DataFrame: `write_shards(block, df, "shards/")` writes its
+        texts as token ids for `from_shards` (same model or tokenizer and max_len)."""
+        reader = _DfItems(text_col, label_col, valid_col, False, drop_missing, label_delim)
+        return _text_block(
+            model,
+            tokenizer,
+            max_len,
+            y_block,
+            label_delim,
+            valid_pct,
+            valid_col is not None,
+            False,
+            None,
+            seed,
+            get_items=reader,
+        )[0]
 
     @classmethod
     def from_shards(
@@ -364,10 +358,13 @@ class TextDataLoaders(DataLoaders):
         DataBlock of `TextBlock` (same model or tokenizer, same max_len) and a label block: the texts were
         tokenized once, when written; here nothing is tokenized or held in memory, and batches go by the
         lengths in the shards' index."""
+        source = Shards(location, cache=cache)
+        if y_block is None:  # as from_df: classes, several per text when they were written as lists
+            y_block = MultiCategoryBlock if source.kinds[-1].startswith("list[") else CategoryBlock
         text_block = TextBlock(model, tokenizer=tokenizer, max_len=max_len)
-        yb = y_block if isinstance(y_block, TransformBlock) else (y_block or CategoryBlock)()
+        yb = y_block if isinstance(y_block, TransformBlock) else y_block()
         blocks = [text_block, yb]
-        dsets = DataBlock(blocks=blocks, n_inp=1).datasets(Shards(location, cache=cache))
+        dsets = DataBlock(blocks=blocks, n_inp=1).datasets(source)
         _check_labels(dsets, blocks)
         return cls.from_datasets(dsets, blocks, bs=bs, seed=seed, device=device, num_workers=num_workers)
 
@@ -498,42 +495,119 @@ class TextDataLoaders(DataLoaders):
         device: torch.device | str | None,
         num_workers: int | None,
     ) -> TextDataLoaders:
-        text_block = TextBlock(model, tokenizer=tokenizer, max_len=max_len)
-        tok = text_block.type_tfms[0]
-        assert isinstance(tok, Tokenize)
-        splitter: Any
-        if has_split:
-
-            def splitter(its: Sequence[Any]) -> tuple[list[int], list[int]]:
-                return [i for i, it in enumerate(its) if not it[2]], [i for i, it in enumerate(its) if it[2]]
-
-        else:
-            splitter = RandomSplitter(valid_pct, seed=seed if seed is not None else 42)
-        get_text = operator.itemgetter(0)
-        batch_tfms: list[Any] = []
-        if is_lm:
-            causal = _is_causal(tok) if causal is None else causal
-            blocks: list[TransformBlock] = [text_block, TransformBlock(type_tfms=[tok])]
-            blocks[1].loss = lambda: TextLMLoss(shift=bool(causal))
-            getters: list[Any] = [get_text, get_text]
-            if not causal:
-                batch_tfms.append(_mask_tokens(tok))
-        else:
-            if y_block is None:
-                y_block = MultiCategoryBlock if label_delim is not None else CategoryBlock
-            yb = y_block if isinstance(y_block, TransformBlock) else y_block()
-            blocks = [text_block, yb]
-            if label_delim is not None:
-                getters = [get_text, _SplitLabels(label_delim)]
-            else:
-                getters = [get_text, operator.itemgetter(1)]
-        dblock = DataBlock(blocks=blocks, getters=getters, splitter=splitter, n_inp=1)
+        dblock, blocks, batch_tfms = _text_block(
+            model, tokenizer, max_len, y_block, label_delim, valid_pct, has_split, is_lm, causal, seed
+        )
         dsets = dblock.datasets(items)
         if not is_lm:
             _check_labels(dsets, blocks)
         return cls.from_datasets(
             dsets, blocks, bs=bs, seed=seed, device=device, num_workers=num_workers, batch_tfms=batch_tfms
         )
+
+
+def _text_block(
+    model: str | Path | None,
+    tokenizer: Tokenizer | Tokenize | None,
+    max_len: int | None,
+    y_block: TransformBlock | Callable[[], TransformBlock] | None,
+    label_delim: str | None,
+    valid_pct: float,
+    has_split: bool,
+    is_lm: bool,
+    causal: bool | None,
+    seed: int | None,
+    get_items: Callable[[Any], Any] | None = None,
+) -> tuple[DataBlock, list[TransformBlock], list[Any]]:
+    """The DataBlock of (text, label, is_valid) items, its blocks and its batch transforms."""
+    text_block = TextBlock(model, tokenizer=tokenizer, max_len=max_len)
+    tok = text_block.type_tfms[0]
+    assert isinstance(tok, Tokenize)
+    splitter: Any
+    if has_split:
+
+        def splitter(its: Sequence[Any]) -> tuple[list[int], list[int]]:
+            return [i for i, it in enumerate(its) if not it[2]], [i for i, it in enumerate(its) if it[2]]
+
+    else:
+        splitter = RandomSplitter(valid_pct, seed=seed if seed is not None else 42)
+    get_text = operator.itemgetter(0)
+    batch_tfms: list[Any] = []
+    if is_lm:
+        causal = _is_causal(tok) if causal is None else causal
+        blocks: list[TransformBlock] = [text_block, TransformBlock(type_tfms=[tok])]
+        blocks[1].loss = lambda: TextLMLoss(shift=bool(causal))
+        getters: list[Any] = [get_text, get_text]
+        if not causal:
+            batch_tfms.append(_mask_tokens(tok))
+    else:
+        if y_block is None:
+            y_block = MultiCategoryBlock if label_delim is not None else CategoryBlock
+        yb = y_block if isinstance(y_block, TransformBlock) else y_block()
+        blocks = [text_block, yb]
+        if label_delim is not None:
+            getters = [get_text, _SplitLabels(label_delim)]
+        else:
+            getters = [get_text, operator.itemgetter(1)]
+    dblock = DataBlock(blocks=blocks, getters=getters, splitter=splitter, n_inp=1, get_items=get_items)
+    return dblock, blocks, batch_tfms
+
+
+class _DfItems:
+    """get_items of a DataFrame of texts: (text, label, is_valid) per usable row, the columns checked."""
+
+    def __init__(
+        self,
+        text_col: str | int,
+        label_col: str | int | None,
+        valid_col: str | int | None,
+        is_lm: bool,
+        drop_missing: bool,
+        label_delim: str | None,
+    ) -> None:
+        self.text_col, self.label_col, self.valid_col = text_col, None if is_lm else label_col, valid_col
+        self.drop_missing, self.label_delim = drop_missing, label_delim
+
+    def __call__(self, df: pd.DataFrame) -> list[tuple[str, Any, bool]]:
+        cols = list(df.columns)
+
+        def name(c: str | int | None) -> Any:
+            if c is None:
+                return None
+            if isinstance(c, int) and c not in cols:
+                if not 0 <= c < len(cols):
+                    raise IndexError(
+                        f"TextDataLoaders: column position {c} outside the table's {len(cols)} columns"
+                    )
+                return cols[c]
+            if c not in cols:
+                raise KeyError(
+                    f"TextDataLoaders: no column {c!r}; the table has {cols[:20]}.\n"
+                    "help: pass text_col= / label_col= (or --text-col / --label-col) naming one of them"
+                )
+            return c
+
+        tcol, lcol, vcol = name(self.text_col), name(self.label_col), name(self.valid_col)
+        texts = df[tcol].tolist()
+        keep = _check_texts(texts, str(tcol), self.drop_missing)
+        labels = df[lcol].tolist() if lcol is not None else None
+        if labels is not None:
+            empty = [
+                i
+                for i in keep
+                if labels[i] is None or (isinstance(labels[i], float) and math.isnan(labels[i]))
+            ]
+            if empty and self.label_delim is None:
+                raise ValueError(
+                    f"TextDataLoaders: {len(empty)} rows have no label in column {lcol!r} "
+                    f"(e.g. rows {empty[:5]}).\n"
+                    "help: drop them (df.dropna(subset=[label_col])) or fill them"
+                )
+        valid_flags = [bool(v) for v in df[vcol].tolist()] if vcol is not None else None
+        return [
+            (texts[i], labels[i] if labels is not None else None, valid_flags[i] if valid_flags else False)
+            for i in keep
+        ]
 
 
 class _SplitLabels:
