@@ -1,6 +1,6 @@
 """Stream suite: data past one machine's memory (`lamina.data.shards`, `from_large_parquet`).
 
-Four configurations, in one run:
+Five configurations, in one run:
 
 - `images-per-s`: one pass over the training loader of the MNIST sample (4,000 of 5,000 PNGs, bs 64,
   decoded, no model), read `folder` (the baseline: files in class folders), `shards` (the same DataBlock
@@ -18,13 +18,21 @@ Four configurations, in one run:
   `from_large_parquet` (256k-row chunks, a 200k-row setup sample). Value: peak RSS of the process (MB, lower
   is better); side figures: the peak of its anonymous memory (RSS minus mapped file pages, sampled every
   50 ms) and the wall time.
+- `text-memory`: a parquet corpus of `texts` synthetic reviews (8 to 80 words from a 2,000-word vocabulary,
+  a label the words decide; ~1.3 GB as Python strings) and `train_batches` batches of a tiny BERT
+  (`text_classifier_learner`, word-level tokenizer, bs 64), each contender in its own process:
+  `whole-corpus` reads it with pandas and `TextDataLoaders.from_df` (tokenized into memory, the baseline);
+  `lamina-shards` reads the token-id shards written once beforehand (`TextDataLoaders.df_block` +
+  `write_shards`, 64 MB shards; not timed) with `TextDataLoaders.from_shards`. Same unit and side figures as
+  `table-memory`.
 
 - `scaling`: `vision_learner(dls, "test_resnet")` trained for 2 epochs on the MNIST shards (bs 64 per
   process, one torch thread per process), in 1 process and in 2 (`torchrun`'s environment, gloo, each
   process reading its own shard files). Unit: training images per second over all processes; the note
   gives the scaling efficiency, 2-process img/s / (2 x 1-process img/s) (1.0: perfect).
 
-`--quick` shrinks everything (600 digits, a 50 MB stream, 50k rows, one resume): it checks the plumbing only.
+`--quick` shrinks everything (600 digits, a 50 MB stream, 50k rows, 5k texts, one resume): it checks the
+plumbing only. `--configs text-memory,...` runs only the configurations named.
 """
 
 from __future__ import annotations
@@ -59,7 +67,7 @@ from benchmarks._common import (
     quiet,
 )
 
-__all__ = ["StreamConfig", "run_suite"]
+__all__ = ["StreamConfig", "run_suite", "scale_worker", "table_worker", "text_worker"]
 
 
 @dataclass(frozen=True)
@@ -70,6 +78,7 @@ class StreamConfig:
     table_rows: int = 16_000_000
     train_batches: int = 200
     scale_epochs: int = 2
+    texts: int = 4_000_000
 
 
 # -- images: folder, local shards, shards over HTTP ---------------------------------------------------------
@@ -223,7 +232,8 @@ def _stream_learner(path: Path, run: Path) -> Any:
     return Learner(dls, nn.Linear(16, 2), path=run)
 
 
-def _resume(cfg: StreamConfig, cache: Path, quick: bool = False) -> ConfigResult:
+def _resume(cfg: StreamConfig, opts: Options, cache: Path) -> ConfigResult:
+    quick = opts.quick
     from lamina.train import Callback
     from lamina.train.callbacks.resume import ResumeCallback
 
@@ -294,20 +304,41 @@ def _write_table(cfg: StreamConfig, cache: Path) -> Path:
     return out
 
 
+class _PeakMemory:
+    """Samples this process's anonymous memory every 50 ms; `report()` prints peak RSS, peak anon, seconds."""
+
+    def __init__(self) -> None:
+        self.peak_anon, self.stop, self.start = 0, threading.Event(), time.perf_counter()
+        threading.Thread(target=self._sample, daemon=True).start()
+
+    def _sample(self) -> None:
+        while not self.stop.is_set():
+            self.peak_anon = max(self.peak_anon, _status_kb("RssAnon"))
+            self.stop.wait(0.05)
+
+    def report(self) -> None:
+        self.stop.set()
+        out = {"peak_rss_mb": _status_kb("VmHWM") / 1024, "peak_anon_mb": self.peak_anon / 1024,
+               "seconds": time.perf_counter() - self.start}  # fmt: skip
+        print(json.dumps(out), flush=True)
+
+
+def _fit_batches(learn: Any, batches: int) -> None:
+    """`batches` training batches of one epoch, then stop (no validation)."""
+    from lamina.train import Callback, CancelFit
+
+    class Enough(Callback):
+        def after_batch(self) -> None:
+            if self.learn.training and self.learn.iter + 1 >= batches:
+                raise CancelFit
+
+    learn.fit(1, cbs=[Enough()])
+
+
 def table_worker(mode: str, path: str, batches: int) -> None:
     """One contender of `table-memory` in this process: prints JSON with peak RSS, peak anonymous, seconds."""
-    peak_anon = [0]
-    stop = threading.Event()
-
-    def sample() -> None:
-        while not stop.is_set():
-            peak_anon[0] = max(peak_anon[0], _status_kb("RssAnon"))
-            stop.wait(0.05)
-
-    threading.Thread(target=sample, daemon=True).start()
-    start = time.perf_counter()
+    meter = _PeakMemory()
     from lamina.tabular import TabularDataLoaders, tabular_learner
-    from lamina.train import Callback, CancelFit
 
     torch.set_num_threads(1)
     if mode == "whole-table":
@@ -320,18 +351,19 @@ def table_worker(mode: str, path: str, batches: int) -> None:
         dls = TabularDataLoaders.from_large_parquet(
             path, "y", cat_names=["city", "job"], seed=0, bs=1024, chunk_rows=256_000, setup_rows=200_000
         )
+    _fit_batches(tabular_learner(dls), batches)
+    meter.report()
 
-    class Enough(Callback):
-        def after_batch(self) -> None:
-            if self.learn.training and self.learn.iter + 1 >= batches:
-                raise CancelFit
 
-    learn = tabular_learner(dls)
-    learn.fit(1, cbs=[Enough()])
-    stop.set()
-    out = {"peak_rss_mb": _status_kb("VmHWM") / 1024, "peak_anon_mb": peak_anon[0] / 1024,
-           "seconds": time.perf_counter() - start}  # fmt: skip
-    print(json.dumps(out), flush=True)
+def _in_process(func: str, args: tuple[Any, ...], what: str) -> Sample:
+    """`benchmarks.stream.<func>(*args)` in a fresh process; its JSON line as a peak-memory sample."""
+    code = f"from benchmarks.stream import {func}; {func}(*{args!r})"
+    env = {**os.environ, "PYTHONPATH": f"{REPO_ROOT}{os.pathsep}{REPO_ROOT / 'src'}"}
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, cwd=REPO_ROOT)
+    if r.returncode != 0:
+        raise RuntimeError(f"{what} failed:\n{r.stderr[-2000:]}")
+    got = json.loads(r.stdout.strip().splitlines()[-1])
+    return Sample(got["peak_rss_mb"], {"anon_mb": got["peak_anon_mb"], "seconds": got["seconds"]})
 
 
 def _status_kb(key: str) -> int:
@@ -342,7 +374,7 @@ def _status_kb(key: str) -> int:
     return 0
 
 
-def _table(cfg: StreamConfig, cache: Path) -> ConfigResult:
+def _table(cfg: StreamConfig, opts: Options, cache: Path) -> ConfigResult:
     path = _write_table(cfg, cache)
     res = ConfigResult(
         "table-memory", "MB", lower_is_better=True, baseline="whole-table",
@@ -351,18 +383,112 @@ def _table(cfg: StreamConfig, cache: Path) -> ConfigResult:
     )  # fmt: skip
 
     def worker(mode: str) -> Sample:
-        call = f"table_worker({mode!r}, {str(path)!r}, {cfg.train_batches})"
-        code = f"from benchmarks.stream import table_worker; {call}"
-        env = {**os.environ, "PYTHONPATH": f"{REPO_ROOT}{os.pathsep}{REPO_ROOT / 'src'}"}
-        r = subprocess.run(
-            [sys.executable, "-c", code], capture_output=True, text=True, env=env, cwd=REPO_ROOT
-        )
-        if r.returncode != 0:
-            raise RuntimeError(f"{mode} failed:\n{r.stderr[-2000:]}")
-        got = json.loads(r.stdout.strip().splitlines()[-1])
-        return Sample(got["peak_rss_mb"], {"anon_mb": got["peak_anon_mb"], "seconds": got["seconds"]})
+        return _in_process("table_worker", (mode, str(path), cfg.train_batches), mode)
 
     contenders = [Contender(m, lambda m=m: worker(m)) for m in ("whole-table", "lamina-chunks")]  # type: ignore[misc]
+    interleave(res, contenders, reps=1, warmup=0)
+    return res
+
+
+# -- a corpus of texts larger than memory --------------------------------------------------------------------
+_VOCAB = 2000  # words w0000..w1999: w0000-w0049 say "pos", w0050-w0099 "neg", the rest are filler
+
+
+def _word_tokenizer() -> Any:
+    """A BERT-style word-level fast tokenizer over the synthetic vocabulary."""
+    from tokenizers import Tokenizer, models, pre_tokenizers, processors
+
+    special = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
+    vocab = {t: i for i, t in enumerate([*special, *(f"w{i:04d}" for i in range(_VOCAB))])}
+    tok = Tokenizer(models.WordLevel(vocab, unk_token="[UNK]"))
+    tok.pre_tokenizer = pre_tokenizers.Whitespace()
+    tok.add_special_tokens(special)
+    tok.post_processor = processors.TemplateProcessing(
+        single="[CLS] $A [SEP]", special_tokens=[("[CLS]", vocab["[CLS]"]), ("[SEP]", vocab["[SEP]"])]
+    )
+    return tok
+
+
+def _write_corpus(cfg: StreamConfig, cache: Path) -> Path:
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    out = cache / f"corpus-{cfg.texts}.parquet"
+    if out.exists():
+        return out
+    log(f"  writing a {cfg.texts:,}-text parquet corpus to {out} (once)")
+    tmp = out.with_suffix(".partial")
+    rng = np.random.default_rng(0)
+    words = np.array([f"w{i:04d}" for i in range(_VOCAB)])
+    with pq.ParquetWriter(tmp, pa.schema([("text", pa.string()), ("label", pa.string())])) as w:
+        step = 250_000
+        for start in range(0, cfg.texts, step):
+            m = min(step, cfg.texts - start)
+            pos = rng.random(m) < 0.5
+            lengths = rng.integers(8, 81, m)
+            idx = rng.integers(100, _VOCAB, (m, 80))
+            idx[:, :2] = np.where(pos[:, None], rng.integers(0, 50, (m, 2)), rng.integers(50, 100, (m, 2)))
+            texts = [" ".join(words[row[:n]]) for row, n in zip(idx, lengths, strict=True)]
+            w.write_table(pa.table({"text": texts, "label": np.where(pos, "pos", "neg")}))
+    tmp.rename(out)
+    return out
+
+
+def _corpus_shards(corpus: Path) -> Path:
+    """The corpus written once as token-id shards (64 MB each) next to it."""
+    import pandas as pd
+
+    from lamina.data import write_shards
+    from lamina.text import TextDataLoaders, Tokenize
+
+    out = corpus.with_name(corpus.stem + "-shards")
+    if not out.exists():
+        log(f"  writing {corpus.name} as token-id shards to {out} (once)")
+        block = TextDataLoaders.df_block(
+            "text", "label", tokenizer=Tokenize(_word_tokenizer(), max_len=128), seed=0
+        )
+        write_shards(block, pd.read_parquet(corpus), out, shard_bytes=64 << 20)
+    return out
+
+
+def text_worker(mode: str, path: str, batches: int) -> None:
+    """One contender of `text-memory` in this process: prints JSON with peak RSS, peak anonymous, seconds."""
+    meter = _PeakMemory()
+    from transformers import BertConfig
+
+    from lamina.text import TextDataLoaders, Tokenize, text_classifier_learner
+
+    torch.set_num_threads(1)
+    tok = Tokenize(_word_tokenizer(), max_len=128)
+    if mode == "whole-corpus":
+        import pandas as pd
+
+        dls = TextDataLoaders.from_df(pd.read_parquet(path), "text", "label", tokenizer=tok, seed=0, bs=64)
+    else:
+        dls = TextDataLoaders.from_shards(path, tokenizer=tok, seed=0, bs=64)
+    config = BertConfig(
+        vocab_size=_VOCAB + 5, hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
+        intermediate_size=64, max_position_embeddings=128,
+    )  # fmt: skip
+    _fit_batches(text_classifier_learner(dls, config), batches)
+    meter.report()
+
+
+def _text(cfg: StreamConfig, opts: Options, cache: Path) -> ConfigResult:
+    corpus = _write_corpus(cfg, cache)
+    shards = _corpus_shards(corpus)
+    shard_mb = sum(f.stat().st_size for f in shards.glob("*.arrow")) / 1e6
+    res = ConfigResult(
+        "text-memory", "MB", lower_is_better=True, baseline="whole-corpus",
+        params={"texts": cfg.texts, "parquet_mb": round(corpus.stat().st_size / 1e6),
+                "shards_mb": round(shard_mb), "train_batches": cfg.train_batches, "bs": 64},
+    )  # fmt: skip
+    sources = {"whole-corpus": corpus, "lamina-shards": shards}
+
+    def worker(mode: str) -> Sample:
+        return _in_process("text_worker", (mode, str(sources[mode]), cfg.train_batches), mode)
+
+    contenders = [Contender(m, lambda m=m: worker(m)) for m in sources]  # type: ignore[misc]
     interleave(res, contenders, reps=1, warmup=0)
     return res
 
@@ -456,19 +582,22 @@ def _scaling(cfg: StreamConfig, opts: Options, cache: Path) -> ConfigResult:
 def run_suite(opts: Options) -> SuiteResult:
     suite = SuiteResult("stream")
     cfg = (
-        StreamConfig(images=600, stream_gb=0.05, table_rows=50_000, train_batches=20)
+        StreamConfig(images=600, stream_gb=0.05, table_rows=50_000, train_batches=20, texts=5_000)
         if opts.quick
         else StreamConfig()
     )
     cache = opts.cache_dir / "stream"
     cache.mkdir(parents=True, exist_ok=True)
     sys.path.insert(0, str(REPO_ROOT / "tests"))  # tests/_http.py
-    log("stream: images per second from a folder, local shards and shards over HTTP")
-    suite.configs.append(_images(cfg, opts, cache))
-    log(f"stream: resuming a {cfg.stream_gb:g} GB stream in the middle of its epoch")
-    suite.configs.append(_resume(cfg, cache, opts.quick))
-    log("stream: training on the MNIST shards in 1 process and in 2 (gloo, 1 thread each)")
-    suite.configs.append(_scaling(cfg, opts, cache))
-    log(f"stream: peak memory training on a {cfg.table_rows:,}-row parquet table")
-    suite.configs.append(_table(cfg, cache))
+    runs = {
+        "images-per-s": ("images per second from a folder, local shards and shards over HTTP", _images),
+        "resume": (f"resuming a {cfg.stream_gb:g} GB stream in the middle of its epoch", _resume),
+        "scaling": ("training on the MNIST shards in 1 process and in 2 (gloo, 1 thread each)", _scaling),
+        "table-memory": (f"peak memory training on a {cfg.table_rows:,}-row parquet table", _table),
+        "text-memory": (f"peak memory training on a {cfg.texts:,}-text corpus", _text),
+    }
+    for name, (what, run) in runs.items():
+        if not opts.configs or name in opts.configs:
+            log(f"stream: {what}")
+            suite.configs.append(run(cfg, opts, cache))
     return suite
