@@ -51,7 +51,7 @@ def test_token_ids_in_shards_give_the_in_memory_batches_untokenized(written: tup
     root, out = written
     manifest = json.loads((out / "lamina-shards.json").read_text())
     assert len(manifest["shards"]) > 1
-    assert manifest["elements"][0]["kind"] == "list[int]"
+    assert manifest["elements"][0]["kind"] == "list[int32]"  # token ids: 4 bytes each
     assert manifest["elements"][0]["stored"].startswith("Tokenize-")
 
     dls = TextDataLoaders.from_shards(out, tokenizer=Tokenize(word_tokenizer(), max_len=64), bs=16, seed=0)

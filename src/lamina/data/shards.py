@@ -56,7 +56,8 @@ _COL_RE = re.compile(r"e\d{1,3}")
 _MAX_MANIFEST_BYTES = 16 << 20
 _MAX_SHARD_BYTES = 2 << 30  # binary columns use 32-bit offsets: a shard stays under 2 GiB
 _CHUNK = 1024  # items whose values are computed (and stored by a type transform, e.g. tokenized) together
-_KINDS = ("bytes", "str", "int", "float", "bool", "list[str]", "list[int]", "list[float]")
+_KINDS = ("bytes", "str", "int", "float", "bool", "list[str]", "list[int]", "list[float]", "list[int32]")
+_IDS = "list[int32]"  # what a type transform stores (token ids): half the bytes of list[int]
 
 
 class ShardError(ValueError):
@@ -108,7 +109,7 @@ def _arrow_type(kind: str) -> Any:
     import pyarrow as pa
 
     scalar = {"bytes": pa.binary(), "str": pa.string(), "int": pa.int64(), "float": pa.float64()}
-    scalar["bool"] = pa.bool_()
+    scalar["bool"], scalar["int32"] = pa.bool_(), pa.int32()
     if kind.startswith("list["):
         return pa.list_(scalar[kind[5:-1]])
     return scalar[kind]
@@ -116,7 +117,7 @@ def _arrow_type(kind: str) -> Any:
 
 def _stored(v: Any, kind: str, max_item_bytes: int, who: Callable[[], str]) -> Any:
     """The value as written: a path's file bytes (size checked before reading), text and numbers as is."""
-    if _kind_of(v) != kind:
+    if _kind_of(v) != ("list[int]" if kind == _IDS else kind):
         raise TypeError(
             f"write_shards: {who()} is {type(v).__name__} {_short_repr(v)}, but the first item's was "
             f"{kind}.\n"
@@ -264,7 +265,7 @@ def write_shards(
                 f"{type(v[0]).__name__}, which a shard cannot hold.\n"
                 "help: shards hold what getters return: file paths, bytes, text, numbers or lists of them"
             )
-        kinds.append(kind)
+        kinds.append(_IDS if kind == "list[int]" and storers[k] is not None else kind)
     import pyarrow as pa
 
     big = [k for k in range(len(kinds)) if k < n_inp]
@@ -297,7 +298,7 @@ def write_shards(
                     )
                     if k < n_inp:
                         row_big[f"e{k}"] = v
-                        nbytes += _nbytes(v)
+                        nbytes += _nbytes(v, kinds[k])
                         if _sized(kinds[k]):
                             batch[f"n{k}"].append(len(v))
                     else:
@@ -335,9 +336,11 @@ def write_shards(
     return out
 
 
-def _nbytes(v: Any) -> int:
+def _nbytes(v: Any, kind: str) -> int:
     """About what a stored value takes in a shard (for cutting shards at `shard_bytes`)."""
-    return 8 * len(v) if isinstance(v, list) else len(v) if isinstance(v, bytes | str) else 8
+    if isinstance(v, list):
+        return (4 if kind == _IDS else 8) * len(v)
+    return len(v) if isinstance(v, bytes | str) else 8
 
 
 def _sized(kind: str) -> bool:
