@@ -18,7 +18,7 @@ from lamina.core import Transform, TransformsLike, as_transform, as_transforms, 
 from lamina.data.blocks import TransformBlock, as_block, block_tfms
 from lamina.data.datasets import Datasets, Getter, ItemError, describe_item, describe_value, get_item
 from lamina.data.loader import DataLoader, DataLoaders, collate
-from lamina.data.shards import Shards
+from lamina.data.shards import Shards, storer
 from lamina.data.sources import RandomSplitter, Splits
 
 __all__ = ["DataBlock"]
@@ -130,7 +130,7 @@ class DataBlock:
             tfms: list[Transform] = [Getter(g)] if g is not None else []
             type_tfms = [as_transform(t) for t in b.type_tfms]
             if isinstance(source, Shards):
-                _check_stored(source, k, type_tfms[0] if type_tfms else None)
+                _check_stored(source, k, storer(type_tfms, k < source.n_inp))
             out.append(tfms + type_tfms)
         return out
 
@@ -332,10 +332,9 @@ def _detail(e: Exception, out: TextIO) -> str:
     return f":\n    {type(e).__name__}: {e}"
 
 
-def _check_stored(source: Shards, k: int, first: Transform | None) -> None:
+def _check_stored(source: Shards, k: int, reader: Transform | None) -> None:
     """Input k of the shards was stored by a transform (token ids): the block reading it has the same one."""
-    stores = first is not None and first.stores and k < source.n_inp
-    wrote, reads = source.stored[k], first.stored_as if first is not None and stores else None
+    wrote, reads = source.stored[k], reader.stored_as if reader is not None else None
     if wrote != reads:
         raise ValueError(
             f"DataBlock: element {k} of {source!r} was written as {wrote or 'raw values'}; this DataBlock "

@@ -43,6 +43,7 @@ __all__ = [
     "ShardError",
     "ShardKey",
     "Shards",
+    "storer",
     "write_shards",
 ]
 
@@ -348,13 +349,15 @@ def _sized(kind: str) -> bool:
     return kind in ("bytes", "str") or kind.startswith("list[")
 
 
+def storer(type_tfms: Sequence[Any], is_input: bool) -> Any:
+    """The transform that turns an input's raw values into what shards hold (its first type transform,
+    when that one `stores`: token ids), or None: raw values. Writing and reading both ask this."""
+    first = as_transform(type_tfms[0]) if is_input and type_tfms else None
+    return first if first is not None and first.stores else None
+
+
 def _storers(dblock: Any, n_inp: int) -> list[Any]:
-    """Per element, the input's first type transform when it stores something other than the raw value."""
-    out: list[Any] = []
-    for k, b in enumerate(dblock.new_blocks()):
-        tfms = [as_transform(t) for t in b.type_tfms] if k < n_inp else []
-        out.append(tfms[0] if tfms and tfms[0].stores else None)
-    return out
+    return [storer(b.type_tfms, k < n_inp) for k, b in enumerate(dblock.new_blocks())]
 
 
 def _values(

@@ -224,7 +224,7 @@ class TextDataLoaders(DataLoaders):
         getter = first if isinstance(first, Getter) else None
 
         def sizes(idxs: Sequence[int]) -> list[int]:
-            if isinstance(dsets.items, Shards) and dsets.items.kinds[0] == "list[int32]":  # ids in shards
+            if isinstance(dsets.items, Shards) and dsets.items.stored[0] is not None:  # ids in shards
                 n = dsets.items.sizes(0)
                 return [min(int(n[i]), tok.max_len) for i in idxs]
             raw = [get_item(dsets.items, i) for i in idxs]
