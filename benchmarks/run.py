@@ -34,7 +34,7 @@ SUITES = {
 
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m benchmarks.run", description=__doc__.splitlines()[0])
-    p.add_argument("--suite", choices=[*SUITES, "all"], default="all")
+    p.add_argument("--suite", default="all", help=f"all, or suites comma-separated: {','.join(SUITES)}")
     p.add_argument(
         "--device", choices=["cpu", "cuda"], default="cuda" if torch.cuda.is_available() else "cpu"
     )
@@ -98,8 +98,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         all_variants=args.all_variants,
         variants=tuple(v.strip() for v in args.variants.split(",") if v.strip()),
     )
-    names = list(SUITES) if args.suite == "all" else [args.suite]
-    default_name = f"{args.suite}-{args.device}{'-quick' if args.quick else ''}.json"
+    names = list(SUITES) if args.suite == "all" else [n.strip() for n in args.suite.split(",") if n.strip()]
+    unknown = [n for n in names if n not in SUITES]
+    if unknown or not names:
+        print(
+            f"--suite: unknown {unknown or args.suite!r}; choose all or from {', '.join(SUITES)}",
+            file=sys.stderr,
+        )
+        return 2
+    default_name = f"{args.suite.replace(',', '+')}-{args.device}{'-quick' if args.quick else ''}.json"
     out = args.out or REPO_ROOT / "benchmarks" / "results" / default_name
     env = environment(opts.torch_device)
     log(f"device: {env['device_name']} ({env['device']}), torch {env['versions']['torch']}")
