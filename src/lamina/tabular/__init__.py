@@ -20,6 +20,7 @@ from lamina.tabular.procs import (
     TabularRow,
     TensorCat,
     TensorCont,
+    ValueCodes,
 )
 
 __all__ = [
@@ -38,6 +39,7 @@ __all__ = [
     "TabularTarget",
     "TensorCat",
     "TensorCont",
+    "ValueCodes",
     "add_datepart",
     "emb_sz_rule",
     "feature_importance",

@@ -53,6 +53,7 @@ from lamina.tabular.procs import (
     TabularRow,
     TensorCat,
     TensorCont,
+    ValueCodes,
     as_cat_tensor,
     as_cont_tensor,
 )
@@ -269,6 +270,7 @@ ProcFactory = Callable[[list[str], list[str]], TabularProc]
 def _default_procs() -> list[ProcFactory]:
     return [
         lambda cats, conts: FillMissing(conts),
+        lambda cats, conts: ValueCodes(conts),
         lambda cats, conts: Categorify(cats),
         lambda cats, conts: QuantileNormalize(conts),
     ]
@@ -366,8 +368,8 @@ class TabularDataLoaders(DataLoaders):
         kinds are inferred unless given (see `summary()`). Validation rows: `valid_col` (a boolean column,
         left out of the inputs), any lamina splitter (`splitter=TrainTestSplitter(stratify=df.y)`: frame ->
         (train positions, valid positions)), `valid_idx` (row positions), or a random `valid_pct` (`seed`).
-        `procs`: callables (cat_names, cont_names) -> proc, in order (default: FillMissing, Categorify,
-        QuantileNormalize; `Normalize` is the plain z-score)."""
+        `procs`: callables (cat_names, cont_names) -> proc, in order (default: FillMissing, ValueCodes,
+        Categorify, QuantileNormalize; `Normalize` is the plain z-score)."""
         df = as_pandas(df, "TabularDataLoaders.from_df")
         ys = [y_names] if isinstance(y_names, str) else list(y_names)
         if len(df) < 2:

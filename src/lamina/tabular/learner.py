@@ -68,8 +68,8 @@ def tabular_learner(
 
 
 def feature_importance(learn: Learner, metric: str | None = None, seed: int = 0) -> pd.Series:
-    """How much each input column matters: the validation loss (or `metric`) after shuffling that column,
-    minus the loss with the column intact, largest first (permutation importance on the validation set)."""
+    """How much each input column matters: the validation loss (or `metric`) after shuffling that column
+    (with its derived `_na` / `_value` parts), minus the loss intact, largest first (validation set)."""
     dls = learn.dls
     if not isinstance(dls, TabularDataLoaders):
         raise TypeError("feature_importance: the learner's data is not a table (TabularDataLoaders)")
@@ -81,23 +81,31 @@ def feature_importance(learn: Learner, metric: str | None = None, seed: int = 0)
     base = _score(learn, dls.valid, metric)
     g = torch.Generator().manual_seed(seed)
     out = {}
-    columns = [(name, True, k) for k, name in enumerate(dls.cat_names)]
-    columns += [(name, False, k) for k, name in enumerate(dls.cont_names)]
-    for name, is_cat, k in columns:
+    for name, parts in _column_groups(dls.cat_names, dls.cont_names).items():
         perm = torch.randperm(len(table), generator=g)
-        cats, conts = table.cats, table.conts
-        src = cats if is_cat else conts
-        shuffled = src.clone()
-        shuffled[:, k] = src[perm, k]
-        if is_cat:
-            cats = shuffled
-        else:
-            conts = shuffled
+        cats, conts = table.cats.clone(), table.conts.clone()
+        for is_cat, k in parts:  # a column and what the procs derived from it move together
+            src, dst = (table.cats, cats) if is_cat else (table.conts, conts)
+            dst[:, k] = src[perm, k]
         out[name] = (
             _score(learn, dls.valid.new(dataset=TabularTable(cats, conts, table.ys, table.y_type)), metric)
             - base
         )
     return pd.Series(out, name="importance").sort_values(ascending=False)
+
+
+def _column_groups(cat_names: list[str], cont_names: list[str]) -> dict[str, list[tuple[bool, int]]]:
+    """Each input column as the user named it -> its (is categorical, position) parts: a number column's
+    `<col>_na` and `<col>_value` categories belong to it."""
+    groups: dict[str, list[tuple[bool, int]]] = {}
+    conts = set(cont_names)
+    for k, name in enumerate(cat_names):
+        stem = name.rsplit("_", 1)[0]
+        owner = stem if name.endswith(("_na", "_value")) and stem in conts else name
+        groups.setdefault(owner, []).append((True, k))
+    for k, name in enumerate(cont_names):
+        groups.setdefault(name, []).append((False, k))
+    return groups
 
 
 def _score(learn: Learner, dl: Any, metric: str | None) -> float:
