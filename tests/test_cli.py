@@ -1,4 +1,5 @@
-"""The `lamina` console script, run as a user would: in a subprocess."""
+"""The `lamina` console script, run as a user would (its `main` in this process; two tests start it in a
+subprocess of its own)."""
 
 from __future__ import annotations
 
@@ -48,7 +49,7 @@ def test_train_then_predict(mnist_small: Path, tmp_path: Path) -> None:
 
 
 def test_train_on_missing_folder_says_so(tmp_path: Path) -> None:
-    r = run_lamina("train", str(tmp_path / "nowhere"), cwd=tmp_path)
+    r = run_lamina("train", str(tmp_path / "nowhere"), cwd=tmp_path, isolated=True)  # a real exit code
     assert r.returncode != 0 and "nowhere" in (r.stderr + r.stdout)
 
 
@@ -61,7 +62,7 @@ def test_show_batch_writes_a_picture(mnist_small: Path, tmp_path: Path) -> None:
 
 
 def test_datasets_lists_the_registry(tmp_path: Path) -> None:
-    r = run_lamina("datasets", cwd=tmp_path)
+    r = run_lamina("datasets", cwd=tmp_path, isolated=True)  # `python -m lamina.cli` itself
     assert r.returncode == 0 and "imagenette" in r.stdout
 
 

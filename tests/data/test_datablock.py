@@ -248,4 +248,3 @@ def test_joined_tags_without_a_delimiter_are_refused(table: pd.DataFrame) -> Non
     with pytest.raises(ItemError, match=r"(?s)'x y'.*joined by ' '.*label_delim=' '"):
         dblock(None).dataloaders(table, bs=4)
     assert dblock(" ").dataloaders(table, bs=4).c == 3  # x, y, z
-
