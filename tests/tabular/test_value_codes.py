@@ -112,3 +112,11 @@ def test_export_keeps_the_codes_and_an_unseen_value_predicts(tmp_path: Path) -> 
     got, _ = loaded.get_preds(dl=loaded.dls.test_dl(rows))
     assert torch.allclose(want, got, atol=1e-6)
     assert loaded.predict({"code": 1000, "noise": 0.0})[2].shape == (2,)  # never seen: the reserved code
+
+
+def test_shown_rows_hold_the_users_columns_not_the_codes() -> None:
+    df = _exact_values().head(400)
+    dls = TabularDataLoaders.from_df(df, y_names="y", valid_pct=0.2, seed=0, bs=16)
+    assert "code_value" in dls.cat_names
+    table = dls.valid.show_batch(max_n=4)
+    assert list(table.columns) == ["code", "noise", "target"]  # the user's columns, not the codes

@@ -318,6 +318,12 @@ class ValueCodes(_ColumnProc):
             out[f"{c}_value"] = np.where(np.isin(vals, self.values[c]), vals, np.nan)
         return out
 
+    @decodes
+    def rows(self, x: TabularRow) -> TabularRow:
+        """A decoded row without the `<col>_value` categories: they repeat their column's value."""
+        derived = {f"{c}_value" for c in self.coded}
+        return TabularRow((k, v) for k, v in x.items() if k not in derived)
+
     def to_config(self) -> dict[str, Any]:
         return {
             "cont_names": self.cont_names,
