@@ -120,3 +120,4 @@ def test_shown_rows_hold_the_users_columns_not_the_codes() -> None:
     assert "code_value" in dls.cat_names
     table = dls.valid.show_batch(max_n=4)
     assert list(table.columns) == ["code", "noise", "target"]  # the user's columns, not the codes
+    assert set(table["code"]) <= set(df["code"])  # whole numbers decode to themselves, not 53.999996

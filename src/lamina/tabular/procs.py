@@ -436,15 +436,21 @@ class QuantileNormalize(_ColumnProc):
 
     Heavy tails and outliers (a district of 1,000 occupants per house) stay within a few units, so one
     extreme row cannot swamp a BatchNorm or a prediction; the training order of values is kept. At most
-    `n_quantiles` cut points per column are kept (plain JSON)."""
+    `n_quantiles` cut points per column are kept (plain JSON). A column of whole numbers in training
+    (`whole`) decodes to whole numbers: an age shows as 54, not 53.999996."""
 
     order = 1
 
     def __init__(
-        self, cont_names: list[str], quantiles: dict[str, list[float]] | None = None, n_quantiles: int = 256
+        self,
+        cont_names: list[str],
+        quantiles: dict[str, list[float]] | None = None,
+        n_quantiles: int = 256,
+        whole: list[str] | None = None,
     ) -> None:
         super().__init__()
         self.cont_names = _names(cont_names, "QuantileNormalize")
+        self.whole = [c for c in _names(whole or [], "QuantileNormalize") if c in self.cont_names]
         if not isinstance(n_quantiles, int) or not 2 <= n_quantiles <= 10_000:
             raise ValueError(f"QuantileNormalize: n_quantiles must be in [2, 10000], got {n_quantiles!r}")
         self.n_quantiles = n_quantiles
@@ -464,6 +470,7 @@ class QuantileNormalize(_ColumnProc):
             vals = as_numbers(cols[c])
             vals = vals[~np.isnan(vals)]
             self.quantiles[c] = np.quantile(vals, probs).tolist() if len(vals) else [0.0]
+        self.whole = [c for c in self.cont_names if _all_whole(as_numbers(cols[c]))]
         self._table_cache = None
 
     def _table(self) -> torch.Tensor:
@@ -501,12 +508,25 @@ class QuantileNormalize(_ColumnProc):
         frac = pos - lo
         rows = torch.arange(len(q))
         vals = q[rows, lo] + frac * (q[rows, hi] - q[rows, lo])
+        whole = set(self.whole)
         return TabularRow(
-            (c, round(float(v), 6)) for c, v in zip(self.cont_names, vals.tolist(), strict=True)
+            (c, round(v) if c in whole else round(v, 6))
+            for c, v in zip(self.cont_names, vals.tolist(), strict=True)
         )
 
     def to_config(self) -> dict[str, Any]:
-        return {"cont_names": self.cont_names, "quantiles": self.quantiles, "n_quantiles": self.n_quantiles}
+        return {
+            "cont_names": self.cont_names,
+            "quantiles": self.quantiles,
+            "n_quantiles": self.n_quantiles,
+            "whole": self.whole,
+        }
+
+
+def _all_whole(vals: np.ndarray) -> bool:
+    """Whether a column's present values are all whole numbers (and there is at least one)."""
+    ok = vals[~np.isnan(vals)]
+    return bool(len(ok)) and bool(np.all(ok == np.round(ok)))
 
 
 def _cdf(q: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
