@@ -34,7 +34,7 @@ pytestmark = pytest.mark.distributed
 
 WORKER = textwrap.dedent(
     """
-    import os, sys
+    import contextlib, os, sys
     from pathlib import Path
 
     import torch
@@ -51,6 +51,15 @@ WORKER = textwrap.dedent(
     out, mode, rank = Path(sys.argv[1]), sys.argv[2], int(os.environ["RANK"])
     shards = Path(sys.argv[4]) if len(sys.argv) > 4 else None
     learn = make_learner(out / mode if mode == "ref" else out / "run", shards)
+    strategy = os.environ.get("LAMINA_TEST_STRATEGY")  # fsdp: every fit on shards of the weights
+    if strategy:
+        fit = learn.fit_one_cycle
+        def sharded_fit(*args, **kwargs):
+            with learn.distributed(strategy=strategy):
+                from lamina.train.distributed import is_sharded_model
+                assert is_sharded_model(learn.model)
+                return fit(*args, **kwargs)
+        learn.fit_one_cycle = sharded_fit
     if mode == "ref":
         if shards is not None:  # another learner: drawing an epoch's keys moves the loader to the next
             probe = make_learner(out / "probe", shards)
@@ -137,8 +146,13 @@ def make_learner(path: Path, shards: Path | None = None) -> Learner:
     return Learner(dls, model, loss_func=CrossEntropyLossFlat(), path=path)
 
 
-@pytest.mark.parametrize("source", ["memory", "shards"])
-def test_two_processes_resume_mid_epoch_to_the_same_weights(tmp_path: Path, source: str) -> None:
+@pytest.mark.parametrize("source", ["memory", "shards", "fsdp"])
+def test_two_processes_resume_mid_epoch_to_the_same_weights(
+    tmp_path: Path, source: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """fsdp: the data in memory, each process holding half of every weight and of the optimizer state."""
+    if source == "fsdp":
+        monkeypatch.setenv("LAMINA_TEST_STRATEGY", "fsdp")
     script = tmp_path / "worker.py"
     script.write_text(WORKER)
     here = str(Path(__file__).parent)

@@ -60,9 +60,8 @@ def optimizer_state(
     return tensors, {"param_groups": groups, "scalars": scalars}
 
 
-def _load_optimizer_state(
-    opt: torch.optim.Optimizer, tensors: dict[str, torch.Tensor], meta: dict[str, Any]
-) -> None:
+def _plain_optimizer_state(tensors: dict[str, torch.Tensor], meta: dict[str, Any]) -> dict[str, Any]:
+    """The optimizer state_dict a checkpoint holds (state keyed by parameter position, as torch's is)."""
     state: dict[int, dict[str, Any]] = {}
     for key, t in tensors.items():
         _, pid, k = key.split(".", 2)
@@ -75,7 +74,44 @@ def _load_optimizer_state(
         if "betas" in g:
             g["betas"] = tuple(g["betas"])
         groups.append(g)
-    opt.load_state_dict({"state": state, "param_groups": groups})
+    return {"state": state, "param_groups": groups}
+
+
+def _load_optimizer_state(
+    opt: torch.optim.Optimizer, tensors: dict[str, torch.Tensor], meta: dict[str, Any]
+) -> None:
+    opt.load_state_dict(_plain_optimizer_state(tensors, meta))
+
+
+def _load_into_shards(
+    model: torch.nn.Module,
+    model_sd: dict[str, torch.Tensor],
+    opt: torch.optim.Optimizer | None,
+    opt_sd: dict[str, Any] | None,
+    strict: bool,
+) -> None:
+    """Spread a full checkpoint (weights, optimizer state by parameter position) over an FSDP model's
+    shards: every process passes the whole file (collectives). The weights go through torch's distributed
+    state-dict API; each optimizer state tensor shaped like its parameter is cut as the parameter is."""
+    from torch.distributed.checkpoint.state_dict import StateDictOptions, set_model_state_dict
+
+    options = StateDictOptions(full_state_dict=True, strict=strict)
+    set_model_state_dict(model, dict[str, Any](model_sd), options=options)
+    if opt is None or opt_sd is None:
+        return
+    from torch.distributed.tensor import DTensor, distribute_tensor
+
+    params = [p for g in opt.param_groups for p in g["params"]]
+    if len(opt_sd["param_groups"]) != len(opt.param_groups) or any(
+        not 0 <= pid < len(params) for pid in opt_sd["state"]
+    ):
+        raise ValueError(f"it has {len(opt_sd['param_groups'])} parameter groups for {len(opt.param_groups)}")
+    for pid in sorted(opt_sd["state"]):  # the same order in every process: distributing is a collective
+        p, st = params[pid], opt_sd["state"][pid]
+        for k, v in sorted(st.items()):
+            if isinstance(p, DTensor) and isinstance(v, torch.Tensor) and v.shape == p.shape:
+                st[k] = distribute_tensor(v.to(p.device, p.dtype), p.device_mesh, p.placements)
+    opt.load_state_dict(opt_sd)
 
 
 def save_checkpoint(
@@ -117,8 +153,7 @@ def _refuse_shards(model: torch.nn.Module, where: str) -> None:
         raise ValueError(
             f"{where}: the model is sharded across the processes (learn.distributed(strategy='fsdp')); this "
             "process holds only its part of each weight.\n"
-            "help: inside the FSDP block use learn.save (every process gathers the full weights first) and "
-            "load after the block; ResumeCallback needs strategy='ddp' for now"
+            "help: inside the FSDP block use learn.save (every process gathers the full weights first)"
         )
 
 
@@ -169,8 +204,24 @@ def apply_checkpoint(
 ) -> None:
     """Put a read checkpoint's weights (and optimizer state) into `learn`."""
     model = unwrap_model(learn.model)
-    _refuse_shards(model, "load_checkpoint")
     model_sd = {k[len("model.") :]: v for k, v in tensors.items() if k.startswith("model.")}
+    if is_sharded_model(model):
+        load_opt = with_opt and bool(meta.get("with_opt"))
+        opt_tensors = {k: v for k, v in tensors.items() if k.startswith("opt.")}
+        try:
+            _load_into_shards(
+                model,
+                model_sd,
+                learn.ensure_opt() if load_opt else None,
+                _plain_optimizer_state(opt_tensors, meta["opt"]) if load_opt else None,
+                strict,
+            )
+        except (ValueError, KeyError, RuntimeError) as e:
+            raise ValueError(
+                f"checkpoint: it does not fit this sharded learner: {e}\n"
+                "help: use the same model, splitter and freeze state as when saving"
+            ) from e
+        return
     device = next(model.parameters(), torch.empty(0)).device
     model.load_state_dict({k: v.to(device) for k, v in model_sd.items()}, strict=strict)
     if with_opt and meta.get("with_opt"):

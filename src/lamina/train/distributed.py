@@ -377,21 +377,8 @@ class DistributedRun:
             model.set_requires_gradient_sync(True)
 
     def check_fit(self, learn: Learner) -> None:
-        """Refuse, in every process before the first batch, what this run cannot do: under FSDP a
-        `ResumeCallback` (its checkpoint is written by rank 0 alone, which cannot gather the shards)."""
-        from lamina.train.callbacks.resume import ResumeCallback
-
-        if (
-            self.world > 1
-            and self.strategy == "fsdp"
-            and any(isinstance(c, ResumeCallback) for c in learn.cbs)
-        ):
-            raise ValueError(
-                "Learner.fit: a ResumeCallback inside learn.distributed(strategy='fsdp'); resume checkpoints "
-                "of a sharded model are not supported yet.\n"
-                "help: resume with strategy='ddp', or checkpoint with learn.save(...) between fits (every "
-                "process calls it; the file holds the full weights)"
-            )
+        """Refuse, in every process before the first batch, what this run cannot do (nothing so far: a
+        `ResumeCallback` under FSDP gathers the shards to write and spreads them again to resume)."""
 
     def rewrap(self, learn: Learner) -> None:
         """Wrap the model again after its trainable parameters changed (freeze / unfreeze)."""

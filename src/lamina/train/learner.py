@@ -748,7 +748,8 @@ class Learner:
             return save_checkpoint(self, name, with_opt=with_opt, opt_state=opt_state)
 
     def load(self, name: str | Path, with_opt: bool = True, strict: bool = True) -> Learner:
-        """Load a checkpoint written by `save`."""
+        """Load a checkpoint written by `save` (under FSDP every process calls it: the full weights and
+        optimizer state are spread over the shards)."""
         from lamina.train.checkpoint import load_checkpoint
 
         load_checkpoint(self, name, with_opt=with_opt, strict=strict)

@@ -19,7 +19,9 @@ seeded training loader (`seed=`), whose order and augmentation depend on the epo
 depend on the loader's `num_workers` either (a restart may use another); gradients accumulated but not yet
 stepped (`GradientAccumulation`) are saved with the rest. In a distributed run every process skips the
 same batches of its own shard; resuming with another number of processes is refused (the shards and the
-per-process random states are those of the run that wrote the file).
+per-process random states are those of the run that wrote the file). Under FSDP every process gathers the
+full weights and optimizer state to write (the file is the one a single process would write) and resuming
+spreads them over the shards again.
 """
 
 from __future__ import annotations
@@ -36,6 +38,7 @@ from torch import Tensor
 from lamina.data import DataLoader
 from lamina.train.callback import Callback
 from lamina.train.checkpoint import apply_checkpoint, checkpoint_path, read_checkpoint, save_checkpoint
+from lamina.train.distributed import is_sharded_model, unwrap_model
 
 __all__ = ["ResumeCallback"]
 
@@ -115,17 +118,29 @@ class ResumeCallback(Callback):
         """A checkpoint at the end of an epoch, or after `batches_done` training batches of it."""
         learn = self.learn
         rng = _gather_rng(learn)  # a collective in a distributed run: every process takes part
-        if not learn.is_main_process:
-            return
-        train_epoch = _loader_epoch(learn.dls.train)
-        if batches_done and train_epoch is not None:
-            train_epoch -= 1  # its iteration over this epoch has begun: replaying it needs the epoch before
+        sharded = is_sharded_model(unwrap_model(learn.model))
+        if sharded and any(p.grad is not None for p in learn.model.parameters()):
+            raise ValueError(
+                "ResumeCallback: under FSDP a checkpoint cannot hold gradients added up but not stepped yet "
+                "(each process holds its own until the stepping batch).\n"
+                "help: make every_batches a multiple of GradientAccumulation's steps, or save per epoch"
+            )
         # gradients added up but not stepped yet (GradientAccumulation) must survive the interruption too
         grads = {
             f"grad.{i}": p.grad.detach().cpu().contiguous()
             for i, p in enumerate(learn.model.parameters())
             if p.grad is not None
         }
+        # under FSDP every process gathers the full weights and optimizer state; the main one writes them
+        with learn.run.gathered(learn, with_opt=True) as opt_state:
+            if learn.is_main_process:
+                self._write(batches_done, opt_state, {**rng, **grads})
+
+    def _write(self, batches_done: int, opt_state: dict[str, Any] | None, tensors: dict[str, Tensor]) -> None:
+        learn = self.learn
+        train_epoch = _loader_epoch(learn.dls.train)
+        if batches_done and train_epoch is not None:
+            train_epoch -= 1  # its iteration over this epoch has begun: replaying it needs the epoch before
         state = {
             "epoch": learn.epoch,
             "batches_done": batches_done,
@@ -141,9 +156,8 @@ class ResumeCallback(Callback):
                 if callable(getattr(cb, "resume_state", None))
             },
         }
-        save_checkpoint(
-            learn, self.fname, with_opt=True, extra={"resume": state}, extra_tensors={**rng, **grads}
-        )
+        extra = {"resume": state}
+        save_checkpoint(learn, self.fname, extra=extra, extra_tensors=tensors, opt_state=opt_state)
 
     def _restore(self) -> None:
         learn = self.learn
