@@ -35,6 +35,14 @@ def test_flipped_labels_in_a_table_are_found() -> None:
     dup = issues.table[issues.table["issue"].isin(["duplicate", "leak"])]
     assert {(r.item, r.related) for r in dup.itertuples()} == {("valid row 119", "train row 0")}
     assert len(issues.of("near_duplicate")) == 0  # no input-correlation copies for tables
+    # the review page shows each flagged row's values, not only "train row 17"
+    from lamina.clean.review import review_records
+
+    k = min(found & flip)
+    rec = next(r for r in review_records(issues) if r["i"] == k)
+    shown = dict(v.split("=") for v in rec["text"].split("; "))
+    assert shown["c"] == df.loc[k, "c"] and set(shown) == {"a", "b", "c"}, rec["text"]
+    assert abs(float(shown["a"]) - df.loc[k, "a"]) < 0.05, (shown, df.loc[k].to_dict())
 
 
 def test_an_architecture_name_is_for_images_only() -> None:

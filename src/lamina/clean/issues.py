@@ -52,6 +52,7 @@ class Issues:
     paths: list[Path | None]
     predictions: Predictions | None
     notes: list[str] = field(default_factory=list)
+    previews: dict[int, str] = field(default_factory=dict)  # a table's flagged rows as `col=value; ...`
 
     def of(self, issue: str) -> pd.DataFrame:
         """The rows of one issue type (`"label"`, `"duplicate"`, ...)."""
@@ -300,7 +301,28 @@ def find_issues(
         table=table, noise=noise, items=names, labels=labels, vocab=vocab,
         source=source if source is not None else (DatasetSource(root) if root is not None else None),
         paths=paths, predictions=preds, notes=notes,
+        previews=_row_previews(dls, sorted({int(r["index"]) for r in rows})),
     )  # fmt: skip
+
+
+def _row_previews(dls: DataLoaders, indices: Sequence[int], width: int = 400) -> dict[int, str]:
+    """A processed table's rows (training rows first, as the items are) decoded back to their values as
+    `col=value; ...`, so a reviewer sees the row and not only its number; {} for other data."""
+    parts = [dl.dataset for dl in (dls.train, dls.valid)]
+    if dls.dsets is not None or not all(hasattr(t, "cats") and hasattr(t, "conts") for t in parts):
+        return {}
+    n_train = len(parts[0])
+    out = {}
+    for i in indices:
+        dl, k = (dls.train, i) if i < n_train else (dls.valid, i - n_train)
+        table: Any = dl.dataset
+        decoded = dl.decode_batch((table.cats[k : k + 1], table.conts[k : k + 1]), max_n=1)[0]
+        values: dict[str, Any] = {}
+        for part in decoded:
+            if isinstance(part, dict):
+                values.update(part)
+        out[i] = "; ".join(f"{c}={v}" for c, v in values.items())[:width]
+    return out
 
 
 def _label_texts(dls: DataLoaders, targets: np.ndarray | None, n: int) -> list[str]:

@@ -61,7 +61,7 @@ def review_records(issues: Issues, max_items: int = 2000, thumb: int = 96) -> li
         p = issues.paths[i] if i < len(issues.paths) else None
         png = thumbnail_png(p, thumb) if p is not None else None
         rec["thumb"] = "data:image/png;base64," + base64.b64encode(png).decode() if png else ""
-        rec["text"] = "" if p is not None else rec["item"]
+        rec["text"] = "" if p is not None else issues.previews.get(i, rec["item"])
     return sorted(by_item.values(), key=lambda r: (-r["score"], r["i"]))
 
 
