@@ -376,10 +376,6 @@ class DistributedRun:
         finally:
             model.set_requires_gradient_sync(True)
 
-    def check_fit(self, learn: Learner) -> None:
-        """Refuse, in every process before the first batch, what this run cannot do (nothing so far: a
-        `ResumeCallback` under FSDP gathers the shards to write and spreads them again to resume)."""
-
     def rewrap(self, learn: Learner) -> None:
         """Wrap the model again after its trainable parameters changed (freeze / unfreeze)."""
         if self.world <= 1 or self.strategy == "fsdp":  # FSDP2 takes frozen parameters as they come
@@ -580,9 +576,6 @@ class LocalRun:
 
     def rewrap(self, learn: Learner) -> None:
         """Nothing to re-wrap without DDP."""
-
-    def check_fit(self, learn: Learner) -> None:
-        """One process can run every fit."""
 
     def is_sharded(self, dl: Any) -> bool:
         return False

@@ -408,7 +408,6 @@ class Learner:
                 self.fit(n_epoch, lr=lr, wd=wd, cbs=cbs, reset_opt=reset_opt, start_epoch=start_epoch)
             return
         with self.added_cbs(cbs):
-            self.run.check_fit(self)
             if reset_opt or self.opt is None:
                 self.create_opt()
             if lr is not None:
