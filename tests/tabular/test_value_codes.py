@@ -121,3 +121,14 @@ def test_shown_rows_hold_the_users_columns_not_the_codes() -> None:
     table = dls.valid.show_batch(max_n=4)
     assert list(table.columns) == ["code", "noise", "target"]  # the user's columns, not the codes
     assert set(table["code"]) <= set(df["code"])  # whole numbers decode to themselves, not 53.999996
+
+
+def test_importance_groups_only_what_the_procs_derived() -> None:
+    df = _exact_values().head(600)
+    df["noise_value"] = np.where(df["noise"] > 0, "hi", "lo")  # the user's own column, not a derived one
+    df.loc[::7, "noise"] = np.nan  # FillMissing adds noise_na: it belongs to noise
+    dls = TabularDataLoaders.from_df(df, y_names="y", valid_pct=0.25, seed=0, bs=64)
+    assert {"code_value", "noise_na", "noise_value"} <= set(dls.cat_names)
+    learn = tabular_learner(dls)
+    learn.fit_one_cycle(1, 1e-2)
+    assert sorted(feature_importance(learn).index) == ["code", "noise", "noise_value"]

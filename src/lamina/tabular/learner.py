@@ -81,7 +81,8 @@ def feature_importance(learn: Learner, metric: str | None = None, seed: int = 0)
     base = _score(learn, dls.valid, metric)
     g = torch.Generator().manual_seed(seed)
     out = {}
-    for name, parts in _column_groups(dls.cat_names, dls.cont_names).items():
+    owners = {k: v for p in dls.processing.procs for k, v in p.derived().items()}
+    for name, parts in _column_groups(dls.cat_names, dls.cont_names, owners).items():
         perm = torch.randperm(len(table), generator=g)
         cats, conts = table.cats.clone(), table.conts.clone()
         for is_cat, k in parts:  # a column and what the procs derived from it move together
@@ -94,15 +95,14 @@ def feature_importance(learn: Learner, metric: str | None = None, seed: int = 0)
     return pd.Series(out, name="importance").sort_values(ascending=False)
 
 
-def _column_groups(cat_names: list[str], cont_names: list[str]) -> dict[str, list[tuple[bool, int]]]:
-    """Each input column as the user named it -> its (is categorical, position) parts: a number column's
-    `<col>_na` and `<col>_value` categories belong to it."""
+def _column_groups(
+    cat_names: list[str], cont_names: list[str], owners: dict[str, str]
+) -> dict[str, list[tuple[bool, int]]]:
+    """Each input column as the user named it -> its (is categorical, position) parts: a column the procs
+    derived from another (`owners`: `<col>_na`, `<col>_value` -> `<col>`) belongs to it."""
     groups: dict[str, list[tuple[bool, int]]] = {}
-    conts = set(cont_names)
     for k, name in enumerate(cat_names):
-        stem = name.rsplit("_", 1)[0]
-        owner = stem if name.endswith(("_na", "_value")) and stem in conts else name
-        groups.setdefault(owner, []).append((True, k))
+        groups.setdefault(owners.get(name, name), []).append((True, k))
     for k, name in enumerate(cont_names):
         groups.setdefault(name, []).append((False, k))
     return groups

@@ -92,6 +92,10 @@ class TabularProc(Transform):
         """The categorical and continuous columns after this step (a step may add some)."""
         return cat_names, cont_names
 
+    def derived(self) -> dict[str, str]:
+        """The columns this step added that describe one input column, each -> that column's name."""
+        return {}
+
     def to_config(self) -> dict[str, Any]:
         raise NotImplementedError
 
@@ -234,7 +238,10 @@ class FillMissing(_ColumnProc):
                 self.na_names.append(c)
 
     def columns(self, cat_names: list[str], cont_names: list[str]) -> tuple[list[str], list[str]]:
-        return cat_names + [f"{c}_na" for c in self.na_names], cont_names
+        return cat_names + list(self.derived()), cont_names
+
+    def derived(self) -> dict[str, str]:
+        return {f"{c}_na": c for c in self.na_names}
 
     def encode_columns(self, cols: Columns) -> Columns:
         _check_columns(cols, self.cont_names, "FillMissing")
@@ -308,7 +315,10 @@ class ValueCodes(_ColumnProc):
                 self.values[c] = kept.tolist()
 
     def columns(self, cat_names: list[str], cont_names: list[str]) -> tuple[list[str], list[str]]:
-        return cat_names + [f"{c}_value" for c in self.coded], cont_names
+        return cat_names + list(self.derived()), cont_names
+
+    def derived(self) -> dict[str, str]:
+        return {f"{c}_value": c for c in self.coded}
 
     def encode_columns(self, cols: Columns) -> Columns:
         _check_columns(cols, self.coded, "ValueCodes")
@@ -321,7 +331,7 @@ class ValueCodes(_ColumnProc):
     @decodes
     def rows(self, x: TabularRow) -> TabularRow:
         """A decoded row without the `<col>_value` categories: they repeat their column's value."""
-        derived = {f"{c}_value" for c in self.coded}
+        derived = self.derived()
         return TabularRow((k, v) for k, v in x.items() if k not in derived)
 
     def to_config(self) -> dict[str, Any]:
