@@ -476,11 +476,13 @@ class QuantileNormalize(_ColumnProc):
     def setup(self, items: Any) -> None:
         cols = items if isinstance(items, Columns) else Columns.from_frame(items)
         probs = np.linspace(0, 1, self.n_quantiles)
+        self.whole = []  # the columns of whole numbers: decoded as whole numbers
         for c in self.cont_names:
             vals = as_numbers(cols[c])
             vals = vals[~np.isnan(vals)]
             self.quantiles[c] = np.quantile(vals, probs).tolist() if len(vals) else [0.0]
-        self.whole = [c for c in self.cont_names if _all_whole(as_numbers(cols[c]))]
+            if len(vals) and np.all(vals == np.round(vals)):
+                self.whole.append(c)
         self._table_cache = None
 
     def _table(self) -> torch.Tensor:
@@ -531,12 +533,6 @@ class QuantileNormalize(_ColumnProc):
             "n_quantiles": self.n_quantiles,
             "whole": self.whole,
         }
-
-
-def _all_whole(vals: np.ndarray) -> bool:
-    """Whether a column's present values are all whole numbers (and there is at least one)."""
-    ok = vals[~np.isnan(vals)]
-    return bool(len(ok)) and bool(np.all(ok == np.round(ok)))
 
 
 def _cdf(q: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
