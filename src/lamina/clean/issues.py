@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
+import torch
 
 from lamina.clean.confident import find_label_issues
 from lamina.clean.duplicates import exact_groups, knn_outlier_scores, near_pairs, tukey_far
@@ -313,15 +314,19 @@ def _row_previews(dls: DataLoaders, indices: Sequence[int], width: int = 400) ->
         return {}
     n_train = len(parts[0])
     out = {}
-    for i in indices:
-        dl, k = (dls.train, i) if i < n_train else (dls.valid, i - n_train)
+    for dl, start, idx in ((dls.train, 0, [i for i in indices if i < n_train]),
+                           (dls.valid, n_train, [i for i in indices if i >= n_train])):  # fmt: skip
+        if not idx:
+            continue
         table: Any = dl.dataset
-        decoded = dl.decode_batch((table.cats[k : k + 1], table.conts[k : k + 1]), max_n=1)[0]
-        values: dict[str, Any] = {}
-        for part in decoded:
-            if isinstance(part, dict):
-                values.update(part)
-        out[i] = "; ".join(f"{c}={v}" for c, v in values.items())[:width]
+        rows = torch.tensor(idx) - start
+        decoded = dl.decode_batch((table.cats[rows], table.conts[rows]), max_n=len(idx))  # one call a split
+        for i, item in zip(idx, decoded, strict=True):
+            values: dict[str, Any] = {}
+            for part in item:
+                if isinstance(part, dict):
+                    values.update(part)
+            out[i] = "; ".join(f"{c}={v}" for c, v in values.items())[:width]
     return out
 
 
