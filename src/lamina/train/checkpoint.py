@@ -102,10 +102,10 @@ def _load_into_shards(
     from torch.distributed.tensor import DTensor, distribute_tensor
 
     params = [p for g in opt.param_groups for p in g["params"]]
-    if len(opt_sd["param_groups"]) != len(opt.param_groups) or any(
-        not 0 <= pid < len(params) for pid in opt_sd["state"]
-    ):
+    if len(opt_sd["param_groups"]) != len(opt.param_groups):
         raise ValueError(f"it has {len(opt_sd['param_groups'])} parameter groups for {len(opt.param_groups)}")
+    if any(not 0 <= pid < len(params) for pid in opt_sd["state"]):
+        raise ValueError(f"it has optimizer state for parameter {max(opt_sd['state'])} of {len(params)}")
     for pid in sorted(opt_sd["state"]):  # the same order in every process: distributing is a collective
         p, st = params[pid], opt_sd["state"][pid]
         for k, v in sorted(st.items()):
