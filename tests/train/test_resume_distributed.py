@@ -34,7 +34,7 @@ pytestmark = pytest.mark.distributed
 
 WORKER = textwrap.dedent(
     """
-    import contextlib, os, sys
+    import os, sys
     from pathlib import Path
 
     import torch
